@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: MIT */
+#include "shared/buf.h"
+#include "test-util.h"
+
+static void append_grows_and_terminates(void **state) {
+        Buf b = BUF_INIT(0);
+
+        for (int i = 0; i < 1000; i++)
+                assert_int_equal(buf_append_str(&b, "abc"), 0);
+        assert_int_equal(b.len, 3000);
+        assert_int_equal(b.data[b.len], 0);
+        assert_int_equal(buf_printf(&b, "%d-%s", 42, "x"), 0);
+        assert_string_equal(b.data + 3000, "42-x");
+        buf_done(&b);
+}
+
+static void limit_refuses_and_leaves_buffer_unchanged(void **state) {
+        Buf b = BUF_INIT(8);
+
+        assert_int_equal(buf_append(&b, "12345678", 8), 0);
+        assert_int_equal(buf_append(&b, "9", 1), -ENOBUFS);
+        assert_int_equal(buf_printf(&b, "%s", "x"), -ENOBUFS);
+        assert_int_equal(b.len, 8);
+        assert_memory_equal(b.data, "12345678", 8);
+        buf_clear(&b);
+        assert_int_equal(buf_append(&b, "9", 1), 0);
+        assert_string_equal(b.data, "9");
+        buf_done(&b);
+}
+
+static void consume_and_steal(void **state) {
+        Buf b = BUF_INIT(0);
+        char *s;
+
+        assert_int_equal(buf_append_str(&b, "hello world"), 0);
+        buf_consume(&b, 6);
+        assert_string_equal(b.data, "world");
+        buf_consume(&b, 100);
+        assert_int_equal(b.len, 0);
+        s = buf_steal(&b);
+        assert_non_null(s);
+        assert_string_equal(s, "");
+        assert_null(b.data);
+        free(s);
+}
+
+static void strv_split_trims_and_drops_empty(void **state) {
+        _cleanup_strv_free_ char **l = NULL;
+        _cleanup_free_ char *j = NULL;
+
+        assert_int_equal(strv_split(" http://a:1 ,,http://b:2,  ", ",", &l), 0);
+        assert_int_equal(strv_length(l), 2);
+        assert_string_equal(l[0], "http://a:1");
+        assert_string_equal(l[1], "http://b:2");
+        j = strv_join(l, ", ");
+        assert_string_equal(j, "http://a:1, http://b:2");
+}
+
+static void strv_split_empty_gives_empty_vector(void **state) {
+        _cleanup_strv_free_ char **l = NULL, **c = NULL;
+
+        assert_int_equal(strv_split("", ",", &l), 0);
+        assert_non_null(l);
+        assert_int_equal(strv_length(l), 0);
+        c = strv_copy(l);
+        assert_non_null(c);
+        assert_int_equal(strv_length(c), 0);
+}
+
+static void url_escape_keeps_unreserved(void **state) {
+        _cleanup_free_ char *a = url_escape("/a b/c&d=é", 1), *b = url_escape("/a", 0);
+
+        assert_string_equal(a, "/a%20b/c%26d%3D%C3%A9");
+        assert_string_equal(b, "%2Fa");
+}
+
+static void url_unescape_decodes_and_reports_bad_escapes(void **state) {
+        _cleanup_free_ char *a = NULL, *b = NULL;
+        char *c = NULL;
+        size_t off = 0;
+
+        assert_int_equal(url_unescape("a%2Fb+c", 7, 0, &a, NULL), 0);
+        assert_string_equal(a, "a/b+c");
+        assert_int_equal(url_unescape("a%2fb+c", 7, 1, &b, NULL), 0);
+        assert_string_equal(b, "a/b c");
+        assert_int_equal(url_unescape("ab%zz", 5, 0, &c, &off), -EINVAL);
+        assert_int_equal(off, 2);
+        assert_int_equal(url_unescape("ab%4", 4, 0, &c, &off), -EINVAL);
+        assert_int_equal(url_unescape("%", 1, 0, &c, &off), -EINVAL);
+        assert_int_equal(off, 0);
+        assert_null(c);
+}
+
+TEST_MAIN(cmocka_unit_test(append_grows_and_terminates),
+          cmocka_unit_test(limit_refuses_and_leaves_buffer_unchanged),
+          cmocka_unit_test(consume_and_steal),
+          cmocka_unit_test(strv_split_trims_and_drops_empty),
+          cmocka_unit_test(strv_split_empty_gives_empty_vector),
+          cmocka_unit_test(url_escape_keeps_unreserved),
+          cmocka_unit_test(url_unescape_decodes_and_reports_bad_escapes))
