@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* Raw HTTP client helpers for tests; see test-http.h. */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>

@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
 /* Implementation of the test helpers in test-util.h. */
-#define _GNU_SOURCE
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
