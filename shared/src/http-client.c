@@ -100,6 +100,13 @@ static void call_free(HttpCall *call) {
         free(call);
 }
 
+bool http_call_request_sent(HttpCall *call) {
+        curl_off_t t = 0;
+        /* Pre-transfer is reached right before the request goes out, on new and reused
+         * connections alike. */
+        return call->easy && curl_easy_getinfo(call->easy, CURLINFO_PRETRANSFER_TIME_T, &t) == CURLE_OK && t > 0;
+}
+
 unsigned http_client_active(HttpClient *c) {
         return c->n_calls;
 }

@@ -24,6 +24,13 @@
                 return cmocka_run_group_tests(tests, NULL, NULL);                \
         }
 
+#define TEST_MAIN_GROUP(setup, teardown, ...)                            \
+        int main(void) {                                                 \
+                const struct CMUnitTest tests[] = { __VA_ARGS__ };       \
+                test_init();                                             \
+                return cmocka_run_group_tests(tests, setup, teardown);   \
+        }
+
 /* Common setup: log level from $FLOTILLA_TEST_LOG_LEVEL (default warning), ignore SIGPIPE. */
 void test_init(void);
 

@@ -10,6 +10,7 @@
  * a callback is allowed; freeing the client from inside a callback is not. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <systemd/sd-event.h>
 
@@ -58,3 +59,6 @@ void http_call_cancel(HttpCall *call);
 /* A response header of the final response, valid during on_headers/on_data/on_done. */
 const char *http_call_header(HttpCall *call, const char *name);
 unsigned http_client_active(HttpClient *c);
+/* Whether the request may have reached the server (curl began sending it). Valid during
+ * on_done: a failure before that is always safe to retry elsewhere, even for writes. */
+bool http_call_request_sent(HttpCall *call);

@@ -1,0 +1,228 @@
+/* SPDX-License-Identifier: MIT */
+/* Real etcd / flotilla-kv clusters for integration tests; see test-kv-server.h. */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shared/buf.h"
+#include "shared/macro.h"
+#include "test-kv-server.h"
+#include "test-util.h"
+
+struct TestKvConn {
+        CURL *easy;
+        char *base;
+};
+
+static size_t collect(char *p, size_t s, size_t n, void *u) {
+        return buf_append(u, p, s * n) < 0 ? 0 : s * n;
+}
+
+TestKvConn *test_kv_conn_new(const char *base_url) {
+        TestKvConn *k = new0(TestKvConn, 1);
+        k->easy = curl_easy_init();
+        k->base = strdup(base_url);
+        return k;
+}
+
+void test_kv_conn_free(TestKvConn *k) {
+        if (!k)
+                return;
+        curl_easy_cleanup(k->easy);
+        free(k->base);
+        free(k);
+}
+
+long test_kv_do(TestKvConn *k, const char *method, const char *path, const char *form, char **ret_body) {
+        _cleanup_free_ char *url = NULL;
+        Buf b = BUF_INIT(0);
+        long status = 0;
+        CURLcode cc;
+
+        if (asprintf(&url, "%s%s", k->base, path) < 0)
+                return -ENOMEM;
+        curl_easy_reset(k->easy);
+        curl_easy_setopt(k->easy, CURLOPT_URL, url);
+        curl_easy_setopt(k->easy, CURLOPT_CUSTOMREQUEST, method);
+        curl_easy_setopt(k->easy, CURLOPT_TIMEOUT, 10L);
+        curl_easy_setopt(k->easy, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(k->easy, CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(k->easy, CURLOPT_WRITEDATA, &b);
+        if (form)
+                curl_easy_setopt(k->easy, CURLOPT_POSTFIELDS, form);
+        cc = curl_easy_perform(k->easy);
+        curl_easy_getinfo(k->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (ret_body)
+                *ret_body = buf_steal(&b);
+        else
+                buf_done(&b);
+        return cc == CURLE_OK ? status : -EIO;
+}
+
+static const char *kv_bin(void) {
+        return getenv("FLOTILLA_TEST_KV_BIN") ?: "etcd";
+}
+
+static bool bin_exists(const char *bin) {
+        if (strchr(bin, '/'))
+                return access(bin, X_OK) == 0;
+        _cleanup_free_ char *path = strdup(getenv("PATH") ?: "/usr/bin:/bin");
+        for (char *save = NULL, *d = strtok_r(path, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+                char p[512];
+                (void) snprintf(p, sizeof(p), "%s/%s", d, bin);
+                if (access(p, X_OK) == 0)
+                        return true;
+        }
+        return false;
+}
+
+static int member_spawn(TestKvCluster *c, unsigned i) {
+        char name[16], data[512], log[512], listen_client[64], listen_peer[64], peer_url[64];
+        char cluster[1024] = "", token[64];
+        pid_t pid;
+
+        (void) snprintf(name, sizeof(name), "m%u", i);
+        (void) snprintf(data, sizeof(data), "%s/%s", c->dir, name);
+        (void) snprintf(log, sizeof(log), "%s/%s.log", c->dir, name);
+        (void) snprintf(listen_client, sizeof(listen_client), "%s", c->urls[i]);
+        (void) snprintf(peer_url, sizeof(peer_url), "http://127.0.0.1:%d", c->peer_ports[i]);
+        (void) snprintf(listen_peer, sizeof(listen_peer), "%s", peer_url);
+        (void) snprintf(token, sizeof(token), "test-%d", (int) getpid());
+        for (unsigned j = 0; j < c->n; j++) {
+                char one[96];
+                (void) snprintf(one, sizeof(one), "%sm%u=http://127.0.0.1:%d", j ? "," : "", j, c->peer_ports[j]);
+                strncat(cluster, one, sizeof(cluster) - strlen(cluster) - 1);
+        }
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+                /* Never outlive the test, even if it crashes. */
+                (void) prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (fd >= 0) {
+                        (void) dup2(fd, STDOUT_FILENO);
+                        (void) dup2(fd, STDERR_FILENO);
+                }
+                execlp(c->bin, c->bin, "--name", name, "--data-dir", data, "--listen-client-urls", listen_client,
+                       "--advertise-client-urls", listen_client, "--listen-peer-urls", listen_peer,
+                       "--initial-advertise-peer-urls", peer_url, "--initial-cluster", cluster,
+                       "--initial-cluster-state", "new", "--initial-cluster-token", token, "--enable-v2=true",
+                       "--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "error",
+                       (char *) NULL);
+                _exit(127);
+        }
+        c->pids[i] = pid;
+        return 0;
+}
+
+int test_kv_wait_healthy(TestKvCluster *c, unsigned i, unsigned timeout_sec) {
+        TestKvConn *k = test_kv_conn_new(c->urls[i]);
+        time_t end = time(NULL) + timeout_sec;
+        int r = -ETIMEDOUT, status;
+
+        while (time(NULL) < end) {
+                _cleanup_free_ char *body = NULL;
+                if (c->pids[i] > 0 && waitpid(c->pids[i], &status, WNOHANG) == c->pids[i]) {
+                        c->pids[i] = 0;
+                        fprintf(stderr, "kv member %u exited (status %d); see %s/m%u.log\n", i, status, c->dir, i);
+                        r = -ECHILD;
+                        break;
+                }
+                if (test_kv_do(k, "GET", "/health", NULL, &body) == 200 && body && strstr(body, "\"true\"")) {
+                        r = 0;
+                        break;
+                }
+                usleep(50000);
+        }
+        test_kv_conn_free(k);
+        return r;
+}
+
+int test_kv_cluster_start(TestKvCluster **ret, unsigned n) {
+        TestKvCluster *c;
+        const char *bin = kv_bin();
+        int r;
+
+        if (!bin_exists(bin)) {
+                if (getenv("FLOTILLA_TEST_REQUIRE")) {
+                        fprintf(stderr, "required KV binary '%s' not found\n", bin);
+                        exit(EXIT_FAILURE);
+                }
+                fprintf(stderr, "skipping: KV binary '%s' not found (apt-get install etcd-server)\n", bin);
+                exit(TEST_EXIT_SKIP);
+        }
+        if (n == 0 || n > TEST_KV_MAX_MEMBERS)
+                return -EINVAL;
+        c = new0(TestKvCluster, 1);
+        c->n = n;
+        c->bin = bin;
+        if (access("/dev/shm", W_OK) == 0 && !getenv("TMPDIR")) {
+                setenv("TMPDIR", "/dev/shm", 1);
+                c->dir = test_mkdtemp();
+                unsetenv("TMPDIR");
+        } else
+                c->dir = test_mkdtemp();
+        for (unsigned i = 0; i < n; i++) {
+                c->client_ports[i] = test_free_port();
+                c->peer_ports[i] = test_free_port();
+                (void) snprintf(c->urls[i], sizeof(c->urls[i]), "http://127.0.0.1:%d", c->client_ports[i]);
+                c->endpoints[i] = c->urls[i];
+        }
+        for (unsigned i = 0; i < n; i++)
+                if ((r = member_spawn(c, i)) < 0)
+                        goto fail;
+        for (unsigned i = 0; i < n; i++)
+                if ((r = test_kv_wait_healthy(c, i, 30)) < 0)
+                        goto fail;
+        *ret = c;
+        return 0;
+fail:
+        test_kv_cluster_stop(c);
+        return r;
+}
+
+int test_kv_member_signal(TestKvCluster *c, unsigned i, int sig) {
+        if (i >= c->n || c->pids[i] <= 0)
+                return -ESRCH;
+        if (kill(c->pids[i], sig) < 0)
+                return -errno;
+        if (sig == SIGKILL || sig == SIGTERM) {
+                (void) waitpid(c->pids[i], NULL, 0);
+                c->pids[i] = 0;
+        }
+        return 0;
+}
+
+int test_kv_member_restart(TestKvCluster *c, unsigned i) {
+        int r;
+        if (c->pids[i] > 0)
+                (void) test_kv_member_signal(c, i, SIGKILL);
+        r = member_spawn(c, i);
+        return r < 0 ? r : test_kv_wait_healthy(c, i, 30);
+}
+
+void test_kv_cluster_stop(TestKvCluster *c) {
+        if (!c)
+                return;
+        for (unsigned i = 0; i < c->n; i++)
+                if (c->pids[i] > 0) {
+                        (void) kill(c->pids[i], SIGCONT);
+                        (void) test_kv_member_signal(c, i, SIGKILL);
+                }
+        if (getenv("FLOTILLA_TEST_KEEP"))
+                fprintf(stderr, "kept kv data and logs in %s\n", c->dir);
+        else
+                (void) test_rm_rf(c->dir);
+        free(c->dir);
+        free(c);
+}
