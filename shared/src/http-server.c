@@ -785,6 +785,20 @@ static const char *method_label(const char *m) {
         return "other";
 }
 
+/* MHD watches connections edge-triggered and takes a short read as "drained": a FIN that came
+ * with the request's last bytes produces no further edge, so a client that half-closed after its
+ * request would keep the connection until the idle timeout. Peek for that EOF on idle
+ * connections and shut them down, which hands MHD the event it needs to close. */
+static void conn_check_eof(HttpConn *conn) {
+        char c;
+
+        if (conn->fd >= 0 && conn->phase == CONN_IDLE &&
+            recv(conn->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
+                (void) shutdown(conn->fd, SHUT_RDWR);
+                conn->deadline = USEC_INFINITY;
+        }
+}
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe) {
         Listener *l = cls;
         HttpServer *s = l->server;
@@ -804,8 +818,10 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
                 log_debug("Request %s %s from %s ended early (%d).", req->method, req->path, req->peer, (int) toe);
         request_free(req);
-        if (conn)
+        if (conn) {
                 conn_set_phase(conn, CONN_IDLE);
+                conn_check_eof(conn);
+        }
 }
 
 static void on_uri(HttpConn *conn) {
@@ -942,9 +958,12 @@ static int on_sweep(sd_event_source *src, uint64_t usec, void *userdata) {
         HttpServer *s = userdata;
         usec_t now = now_usec(CLOCK_MONOTONIC);
 
-        for (HttpConn *c = s->conns; c; c = c->next)
+        for (HttpConn *c = s->conns; c; c = c->next) {
                 if (c->deadline <= now)
                         conn_expire(c);
+                else
+                        conn_check_eof(c);
+        }
         /* MHD can miss that a connection it was waiting on closed (at its own connection limit it
          * stops polling the listener); a periodic pass while connections exist fixes that. */
         for (unsigned i = 0; i < s->n_listeners; i++)

@@ -489,6 +489,20 @@ static void connection_limit_refuses_extra_connections(void **state) {
                 close(fds[i]);
 }
 
+/* A client that half-closes after its request gets the response and then the connection closed,
+ * not held until the (60 s) idle timeout. */
+static void half_closed_client_connection_is_closed_after_reply(void **state) {
+        _cleanup_close_ int fd = test_tcp_connect(F.port);
+        const char *req = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+        _cleanup_(buf_done) Buf b = BUF_INIT(0);
+
+        assert_int_equal(test_send_all(F.event, fd, req, strlen(req), USEC_PER_SEC), 0);
+        assert_int_equal(shutdown(fd, SHUT_WR), 0);
+        assert_int_equal(test_recv_until(F.event, fd, &b, NULL, 3 * USEC_PER_SEC), 0);
+        assert_non_null(strstr(b.data, "HTTP/1.1 200"));
+        assert_non_null(strstr(b.data, "{\"hello\":\"world\"}"));
+}
+
 static void metrics_and_health_helpers(void **state) {
         TestResponse r = {};
         char v[128];
@@ -560,6 +574,7 @@ TEST_MAIN(T(routes_match_exact_prefix_and_method),
           TF(slow_body_gets_408),
           TF(idle_keepalive_connection_closed),
           cmocka_unit_test_setup_teardown(connection_limit_refuses_extra_connections, setup_limited, teardown),
+          T(half_closed_client_connection_is_closed_after_reply),
           T(metrics_and_health_helpers),
           T(listen_addresses_validated),
           cmocka_unit_test(json_depth_counts_outside_strings))
