@@ -256,3 +256,64 @@ int url_unescape(const char *s, size_t len, int form, char **ret, size_t *ret_ba
         *ret = TAKE_PTR(out);
         return 0;
 }
+
+/* Length of the valid UTF-8 sequence at p (at most n bytes), or 0 if it is invalid. Rejects
+ * overlong forms, surrogates and code points past U+10FFFF, as RFC 3629 requires. */
+static size_t utf8_seq(const unsigned char *p, size_t n) {
+        unsigned char c = p[0];
+        size_t len;
+        uint32_t cp;
+
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xC2 && c <= 0xDF) {
+                len = 2;
+                cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+                len = 3;
+                cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+                len = 4;
+                cp = c & 0x07;
+        } else
+                return 0;
+        if (n < len)
+                return 0;
+        for (size_t i = 1; i < len; i++) {
+                if ((p[i] & 0xC0) != 0x80)
+                        return 0;
+                cp = cp << 6 | (p[i] & 0x3F);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+                return 0;
+        return len;
+}
+
+bool utf8_valid(const char *s, size_t len) {
+        const unsigned char *p = (const unsigned char *) s;
+        for (size_t i = 0; i < len;) {
+                size_t l = utf8_seq(p + i, len - i);
+                if (l == 0)
+                        return false;
+                i += l;
+        }
+        return true;
+}
+
+char *utf8_sanitize(const char *s, size_t len) {
+        const unsigned char *p = (const unsigned char *) s;
+        Buf b = BUF_INIT(0);
+
+        if (buf_reserve(&b, len) < 0)
+                return NULL;
+        for (size_t i = 0; i < len;) {
+                size_t l = utf8_seq(p + i, len - i);
+                int r = l ? buf_append(&b, p + i, l) : buf_append(&b, "\xEF\xBF\xBD", 3);
+                if (r < 0) {
+                        buf_done(&b);
+                        return NULL;
+                }
+                i += l ? l : 1;
+        }
+        return buf_steal(&b);
+}

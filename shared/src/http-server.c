@@ -443,11 +443,15 @@ int http_reply_json(HttpRequest *req, unsigned status, const json_t *j) {
 
 static int reply_error_text(HttpRequest *req, unsigned status, const char *message) {
         HttpErrorFormatter f = req->server->cfg.error_formatter ?: http_default_error_formatter;
-        json_t *j = f(status, message);
+        /* Messages quote client input (paths, values), which need not be valid UTF-8. */
+        _cleanup_free_ char *clean = utf8_sanitize(message ?: "", strlen(message ?: ""));
+        json_t *j = clean ? f(status, clean) : NULL;
         int r;
 
-        if (!j)
-                return -ENOMEM;
+        if (!j) {
+                static const char oom[] = "{\"error\":{\"code\":500,\"message\":\"out of memory\"}}";
+                return http_reply(req, status, "application/json", oom, sizeof(oom) - 1);
+        }
         r = http_reply_json(req, status, j);
         json_decref(j);
         return r;
@@ -769,6 +773,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *c, const char
                 *upload_data_size = 0;
                 return MHD_YES;
         }
+        if (!req->route)
+                return MHD_NO; /* no route and no reply could be made: drop the connection */
         if (req->conn->phase != CONN_BUSY)
                 request_dispatch(req);
         else if (req->owned && !req->suspended)
@@ -786,13 +792,14 @@ static const char *method_label(const char *m) {
 }
 
 /* MHD watches connections edge-triggered and takes a short read as "drained": a FIN that came
- * with the request's last bytes produces no further edge, so a client that half-closed after its
- * request would keep the connection until the idle timeout. Peek for that EOF on idle
- * connections and shut them down, which hands MHD the event it needs to close. */
+ * with the request's last bytes produces no further edge, so a client that half-closed would
+ * keep its connection until a timeout. Peek for that EOF on connections that are idle or still
+ * receiving a request (which can then never complete) and shut them down, which hands MHD the
+ * event it needs to close. Busy connections are left alone: their reply is still due. */
 static void conn_check_eof(HttpConn *conn) {
         char c;
 
-        if (conn->fd >= 0 && conn->phase == CONN_IDLE &&
+        if (conn->fd >= 0 && conn->phase != CONN_BUSY &&
             recv(conn->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0) {
                 (void) shutdown(conn->fd, SHUT_RDWR);
                 conn->deadline = USEC_INFINITY;
@@ -904,7 +911,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
                 (void) sd_event_source_set_enabled(s->sweep, SD_EVENT_OFF);
 }
 
-static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
+_printf_(2, 0) static void on_mhd_log(void *cls, const char *fmt, va_list ap) {
         char msg[512];
         size_t n;
 

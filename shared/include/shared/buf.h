@@ -6,6 +6,7 @@
 #pragma once
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "shared/macro.h"
@@ -41,6 +42,11 @@ char **strv_copy(char *const *l);
 int strv_split(const char *s, const char *separators, char ***ret);
 char *strv_join(char *const *l, const char *separator);
 #define STRV_FOREACH(it, l) for (char *const *it = (l); it && *it; it++)
+
+/* UTF-8 validation. utf8_sanitize returns a copy where every invalid sequence is replaced by
+ * U+FFFD, as Go's encoding/json does (and so etcd), or NULL on OOM. */
+bool utf8_valid(const char *s, size_t len);
+char *utf8_sanitize(const char *s, size_t len);
 
 /* Percent-encoding for URL path segments and form values (RFC 3986 unreserved kept; '/' kept
  * when keep_slash). Returns a new string or NULL on OOM. */

@@ -91,10 +91,29 @@ static void url_unescape_decodes_and_reports_bad_escapes(void **state) {
         assert_null(c);
 }
 
+static void utf8_validation_and_sanitizing(void **state) {
+        _cleanup_free_ char *a = NULL, *b = NULL, *c = NULL;
+
+        assert_true(utf8_valid("plain", 5));
+        assert_true(utf8_valid("\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9)); /* é € 😀 */
+        assert_false(utf8_valid("\x87", 1));              /* stray continuation */
+        assert_false(utf8_valid("\xc0\xaf", 2));          /* overlong '/' */
+        assert_false(utf8_valid("\xed\xa0\x80", 3));      /* surrogate */
+        assert_false(utf8_valid("\xf4\x90\x80\x80", 4)); /* past U+10FFFF */
+        assert_false(utf8_valid("\xe2\x82", 2));          /* truncated */
+        a = utf8_sanitize("/v2/ke\x87\xcf x", 10);
+        assert_string_equal(a, "/v2/ke\xef\xbf\xbd\xef\xbf\xbd x");
+        b = utf8_sanitize("ok \xc3\xa9", 5);
+        assert_string_equal(b, "ok \xc3\xa9");
+        c = utf8_sanitize("", 0);
+        assert_string_equal(c, "");
+}
+
 TEST_MAIN(cmocka_unit_test(append_grows_and_terminates),
           cmocka_unit_test(limit_refuses_and_leaves_buffer_unchanged),
           cmocka_unit_test(consume_and_steal),
           cmocka_unit_test(strv_split_trims_and_drops_empty),
           cmocka_unit_test(strv_split_empty_gives_empty_vector),
           cmocka_unit_test(url_escape_keeps_unreserved),
-          cmocka_unit_test(url_unescape_decodes_and_reports_bad_escapes))
+          cmocka_unit_test(url_unescape_decodes_and_reports_bad_escapes),
+          cmocka_unit_test(utf8_validation_and_sanitizing))

@@ -288,6 +288,16 @@ static void garbage_and_oversized_headers_get_4xx(void **state) {
         test_response_done(&r);
 }
 
+/* Client bytes that are not UTF-8 end up in error messages; the body must still be valid JSON. */
+static void invalid_utf8_in_path_gets_json_404(void **state) {
+        TestResponse r = {};
+
+        assert_int_equal(test_http(F.event, F.port, "GET /v2/ke\x87\xcf HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", &r), 0);
+        assert_int_equal(r.status, 404);
+        json_error_is(&r, 404, "no such path: /v2/ke\xef\xbf\xbd\xef\xbf\xbd");
+        test_response_done(&r);
+}
+
 static void handler_errors_map_to_status(void **state) {
         TestResponse r = {};
 
@@ -563,6 +573,7 @@ TEST_MAIN(T(routes_match_exact_prefix_and_method),
           T(chunked_oversized_body_refused),
           T(bad_and_too_deep_json_get_400),
           T(garbage_and_oversized_headers_get_4xx),
+          T(invalid_utf8_in_path_gets_json_404),
           T(handler_errors_map_to_status),
           T(suspended_request_replied_from_the_loop),
           T(client_hangup_while_suspended_calls_on_close),
