@@ -14,6 +14,8 @@
 #define CONF_FILE_MAX      (1U << 20) /* bytes; a config file is small */
 #define CONF_NAME_MAX      128
 
+_Static_assert(sizeof(usec_t) == sizeof(uint64_t), "CONF_DURATION fields are written as uint64_t");
+
 /* A value seen on the command line, applied after file and environment. */
 typedef struct PendingFlag {
         const ConfOption *option;
@@ -89,6 +91,12 @@ static int check_bounds(const ConfOption *o, uint64_t v, const char **ret_why) {
         return 0;
 }
 
+static const char *const numeric_expectation[] = {
+        [CONF_U64] = "expected a non-negative integer",
+        [CONF_DURATION] = "expected a duration such as 500ms, 2s or 1m",
+        [CONF_SIZE] = "expected a size such as 4096, 64K or 1M",
+};
+
 int conf_parse_value(const ConfOption *o, void *cfg, const char *value, const char **ret_why) {
         void *p = field(o, cfg);
         const char *why = NULL;
@@ -124,37 +132,19 @@ int conf_parse_value(const ConfOption *o, void *cfg, const char *value, const ch
                 *(bool *) p = b;
                 return 0;
         case CONF_U64:
-                r = safe_atou64(value, &u);
-                if (r < 0) {
-                        *ret_why = r == -ERANGE ? "number too large" : "expected a non-negative integer";
-                        return r;
-                }
-                r = check_bounds(o, u, ret_why);
-                if (r < 0)
-                        return r;
-                *(uint64_t *) p = u;
-                return 0;
         case CONF_DURATION:
-                r = parse_duration(value, o->unit ?: USEC_PER_SEC, &u);
-                if (r < 0) {
-                        *ret_why = r == -ERANGE ? "duration too large" : "expected a duration such as 500ms, 2s or 1m";
-                        return r;
-                }
-                r = check_bounds(o, u, ret_why);
-                if (r < 0)
-                        return r;
-                *(usec_t *) p = u;
-                return 0;
         case CONF_SIZE:
-                r = parse_size(value, &u);
+                r = o->type == CONF_U64 ? safe_atou64(value, &u)
+                  : o->type == CONF_SIZE ? parse_size(value, &u)
+                  : parse_duration(value, o->unit ?: USEC_PER_SEC, &u);
                 if (r < 0) {
-                        *ret_why = r == -ERANGE ? "size too large" : "expected a size such as 4096, 64K or 1M";
+                        *ret_why = r == -ERANGE ? "too large" : numeric_expectation[o->type];
                         return r;
                 }
                 r = check_bounds(o, u, ret_why);
                 if (r < 0)
                         return r;
-                *(uint64_t *) p = u;
+                *(uint64_t *) p = u; /* usec_t is uint64_t (asserted below) */
                 return 0;
         case CONF_ENUM:
                 for (int i = 0; o->enum_values && o->enum_values[i]; i++)

@@ -11,6 +11,7 @@
 
 #include "shared/buf.h"
 #include "shared/http-client.h"
+#include "shared/list.h"
 #include "shared/log.h"
 
 struct HttpCall {
@@ -75,15 +76,8 @@ static int curl_to_errno(CURLcode c) {
 }
 
 static void call_unlink(HttpCall *call) {
-        HttpClient *c = call->client;
-        if (call->prev)
-                call->prev->next = call->next;
-        else
-                c->calls = call->next;
-        if (call->next)
-                call->next->prev = call->prev;
-        call->prev = call->next = NULL;
-        c->n_calls--;
+        LIST_REMOVE(call->client->calls, call);
+        call->client->n_calls--;
 }
 
 static void call_free(HttpCall *call) {
@@ -280,10 +274,7 @@ int http_call_start(HttpClient *c, const HttpCallSpec *spec, HttpCall **ret) {
                 call_free(call);
                 return r;
         }
-        call->next = c->calls;
-        if (c->calls)
-                c->calls->prev = call;
-        c->calls = call;
+        LIST_PREPEND(c->calls, call);
         c->n_calls++;
         if (ret)
                 *ret = call;

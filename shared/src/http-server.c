@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #include "shared/http-server.h"
+#include "shared/list.h"
 #include "shared/log.h"
 #include "shared/parse-util.h"
 
@@ -273,13 +274,7 @@ static void owned_unlink(HttpRequest *req) {
         if (!req->owned)
                 return;
         req->owned = false;
-        if (req->prev)
-                req->prev->next = req->next;
-        else
-                s->owned = req->next;
-        if (req->next)
-                req->next->prev = req->prev;
-        req->prev = req->next = NULL;
+        LIST_REMOVE(s->owned, req);
         s->n_owned--;
 }
 
@@ -343,10 +338,7 @@ static void owned_link(HttpRequest *req, HttpCloseFn on_close, void *userdata) {
         if (req->owned)
                 return;
         req->owned = true;
-        req->next = s->owned;
-        if (s->owned)
-                s->owned->prev = req;
-        s->owned = req;
+        LIST_PREPEND(s->owned, req);
         s->n_owned++;
 }
 
@@ -884,10 +876,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
                         log_debug("Refusing connection: %u connections open.", s->n_conns);
                         conn_refuse(conn, 503, "Service Unavailable", "too many connections");
                 }
-                conn->next = s->conns;
-                if (s->conns)
-                        s->conns->prev = conn;
-                s->conns = conn;
+                LIST_PREPEND(s->conns, conn);
                 s->n_conns++;
                 *socket_context = conn;
                 metric_set(s->m_connections, s->n_conns);
@@ -897,12 +886,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         }
         if (!conn)
                 return;
-        if (conn->prev)
-                conn->prev->next = conn->next;
-        else
-                s->conns = conn->next;
-        if (conn->next)
-                conn->next->prev = conn->prev;
+        LIST_REMOVE(s->conns, conn);
         s->n_conns--;
         metric_set(s->m_connections, s->n_conns);
         *socket_context = NULL;

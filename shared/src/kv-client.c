@@ -8,8 +8,10 @@
 #include <string.h>
 
 #include "shared/buf.h"
+#include "shared/event-util.h"
 #include "shared/http-client.h"
 #include "shared/kv-client.h"
+#include "shared/list.h"
 #include "shared/log.h"
 #include "shared/parse-util.h"
 #include "shared/random-util.h"
@@ -336,13 +338,7 @@ static int build_request(const KvRequest *q, char **ret_path_query, char **ret_b
 static void op_free(KvOp *op) {
         if (!op)
                 return;
-        KvClient *c = op->client;
-        if (op->prev)
-                op->prev->next = op->next;
-        else if (c->ops == op)
-                c->ops = op->next;
-        if (op->next)
-                op->next->prev = op->prev;
+        LIST_REMOVE(op->client->ops, op);
         http_call_cancel(op->call);
         sd_event_source_disable_unref(op->timer);
         free(op->path_query);
@@ -387,11 +383,7 @@ static bool op_retry(KvOp *op) {
         }
         op->tried = 0;
         delay = MIN(backoff_usec(c->cfg.backoff_min_usec, c->cfg.backoff_max_usec, op->round++), op->deadline - now);
-        if (!op->timer) {
-                if (sd_event_add_time_relative(c->event, &op->timer, CLOCK_MONOTONIC, delay, 0, on_op_timer, op) < 0)
-                        return false;
-        } else if (sd_event_source_set_time_relative(op->timer, delay) < 0 ||
-                   sd_event_source_set_enabled(op->timer, SD_EVENT_ONESHOT) < 0)
+        if (event_reset_time_relative(c->event, &op->timer, delay, on_op_timer, op) < 0)
                 return false;
         log_debug("kv: all %u endpoints failed (%s); retrying in %llu ms.", c->n_endpoints, op->last_message,
                   (unsigned long long) (delay / USEC_PER_MSEC));
@@ -495,10 +487,7 @@ int kv_request(KvClient *c, const KvRequest *req, KvCallback cb, void *userdata,
                 free(op);
                 return r;
         }
-        op->next = c->ops;
-        if (c->ops)
-                c->ops->prev = op;
-        c->ops = op;
+        LIST_PREPEND(c->ops, op);
         op_attempt(op); /* failures here are reported through the callback */
         if (ret_op)
                 *ret_op = op;
@@ -612,14 +601,7 @@ struct KvWatch {
 static void watch_step(KvWatch *w);
 
 static void watch_destroy(KvWatch *w) {
-        KvClient *c = w->client;
-
-        if (w->prev)
-                w->prev->next = w->next;
-        else if (c->watches == w)
-                c->watches = w->next;
-        if (w->next)
-                w->next->prev = w->prev;
+        LIST_REMOVE(w->client->watches, w);
         http_call_cancel(w->call);
         sd_event_source_disable_unref(w->timer);
         free(w->key);
@@ -664,15 +646,7 @@ static int on_watch_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 }
 
 static void watch_schedule(KvWatch *w, usec_t delay) {
-        int r;
-
-        if (!w->timer)
-                r = sd_event_add_time_relative(w->client->event, &w->timer, CLOCK_MONOTONIC, delay, 0, on_watch_timer, w);
-        else {
-                r = sd_event_source_set_time_relative(w->timer, delay);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(w->timer, SD_EVENT_ONESHOT);
-        }
+        int r = event_reset_time_relative(w->client->event, &w->timer, delay, on_watch_timer, w);
         if (r < 0)
                 log_warning_errno(r, "kv: failed to schedule watch on %s: %m", w->key);
 }
@@ -802,10 +776,7 @@ int kv_watch_new(KvClient *c, const char *key, bool recursive, uint64_t after_in
                 free(w);
                 return -ENOMEM;
         }
-        w->next = c->watches;
-        if (c->watches)
-                c->watches->prev = w;
-        c->watches = w;
+        LIST_PREPEND(c->watches, w);
         watch_schedule(w, 0);
         if (ret)
                 *ret = w;
@@ -836,14 +807,7 @@ static void election_campaign(KvElection *e);
 static void election_follow(KvElection *e);
 
 static void election_destroy(KvElection *e) {
-        KvClient *c = e->client;
-
-        if (e->prev)
-                e->prev->next = e->next;
-        else if (c->elections == e)
-                c->elections = e->next;
-        if (e->next)
-                e->next->prev = e->prev;
+        LIST_REMOVE(e->client->elections, e);
         kv_op_cancel(e->op);
         kv_watch_free(e->watch);
         sd_event_source_disable_unref(e->timer);
@@ -891,14 +855,7 @@ static bool election_notify(KvElection *e, bool leader, const char *holder) {
 static int on_election_timer(sd_event_source *s, uint64_t usec, void *userdata);
 
 static void election_schedule(KvElection *e, usec_t delay) {
-        int r;
-        if (!e->timer)
-                r = sd_event_add_time_relative(e->client->event, &e->timer, CLOCK_MONOTONIC, delay, 0, on_election_timer, e);
-        else {
-                r = sd_event_source_set_time_relative(e->timer, delay);
-                if (r >= 0)
-                        r = sd_event_source_set_enabled(e->timer, SD_EVENT_ONESHOT);
-        }
+        int r = event_reset_time_relative(e->client->event, &e->timer, delay, on_election_timer, e);
         if (r < 0)
                 log_warning_errno(r, "kv: failed to schedule election on %s: %m", e->key);
 }
@@ -1070,10 +1027,7 @@ int kv_election_new(KvClient *c, const char *key, const char *value, int64_t ttl
                 free(e);
                 return -ENOMEM;
         }
-        e->next = c->elections;
-        if (c->elections)
-                c->elections->prev = e;
-        c->elections = e;
+        LIST_PREPEND(c->elections, e);
         election_campaign(e);
         *ret = e;
         return 0;
