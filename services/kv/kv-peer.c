@@ -1,0 +1,763 @@
+/* SPDX-License-Identifier: MIT */
+/* Peer transport: one dialled connection per peer for what we send, accepted connections for
+ * what we receive, a versioned handshake, length-prefixed frames, bounded queues. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "kv-peer.h"
+#include "shared/event-util.h"
+#include "shared/list.h"
+#include "shared/log.h"
+#include "shared/parse-util.h"
+#include "shared/random-util.h"
+
+#define PEER_MAGIC          "FLKV"
+#define PREAMBLE_SIZE       32    /* magic + 2 versions + cluster + from + to */
+#define REPLY_SIZE          16    /* magic + version + status + id */
+#define FRAME_HEADER        5     /* u32 length + u8 type */
+#define FRAME_MESSAGE       1
+#define FRAME_PING          2
+#define FRAME_PONG          3
+#define MAX_LISTENERS       4
+
+enum {
+        STATUS_OK = 0,
+        STATUS_VERSION = 1,
+        STATUS_CLUSTER = 2,
+        STATUS_MEMBER = 3,
+        STATUS_BUSY = 4,
+};
+
+typedef enum PeerState {
+        PEER_DOWN,
+        PEER_CONNECTING,
+        PEER_HANDSHAKE,
+        PEER_UP,
+} PeerState;
+
+/* A member we dial and send to. */
+typedef struct Peer {
+        KvPeerTransport *t;
+        uint64_t id;
+        char *host, *port;
+        int fd;
+        sd_event_source *io;
+        sd_event_source *timer;   /* reconnect backoff, or the handshake deadline */
+        PeerState state;
+        Buf out;                  /* whole frames only */
+        size_t out_off;           /* bytes of out already written */
+        Buf in;                   /* handshake reply and PONG frames */
+        unsigned failures;
+        bool reported_up;
+        KvPeerStats stats;
+        double rtt_sum, rtt_sumsq;
+        struct Peer *prev, *next;
+} Peer;
+
+/* A member that dialled us. */
+typedef struct Inbound {
+        KvPeerTransport *t;
+        int fd;
+        sd_event_source *io, *timer;
+        bool handshaken;
+        uint64_t from;
+        Buf in;
+        size_t in_off;
+        Buf out;                  /* handshake reply and PONGs */
+        size_t out_off;
+        struct Inbound *prev, *next;
+} Inbound;
+
+struct KvPeerTransport {
+        sd_event *event;
+        KvPeerConfig cfg;
+        Peer *peers;
+        Inbound *inbound;
+        unsigned n_inbound;
+        int listen_fds[MAX_LISTENERS];
+        sd_event_source *listen_io[MAX_LISTENERS];
+        int listen_ports[MAX_LISTENERS];
+        unsigned n_listeners;
+};
+
+static void put_le16(uint8_t *p, uint16_t v) {
+        p[0] = (uint8_t) v;
+        p[1] = (uint8_t) (v >> 8);
+}
+
+static void put_le32(uint8_t *p, uint32_t v) {
+        for (int i = 0; i < 4; i++)
+                p[i] = (uint8_t) (v >> (8 * i));
+}
+
+static void put_le64(uint8_t *p, uint64_t v) {
+        for (int i = 0; i < 8; i++)
+                p[i] = (uint8_t) (v >> (8 * i));
+}
+
+static uint16_t get_le16(const uint8_t *p) {
+        return (uint16_t) (p[0] | p[1] << 8);
+}
+
+static uint32_t get_le32(const uint8_t *p) {
+        uint32_t v = 0;
+        for (int i = 3; i >= 0; i--)
+                v = v << 8 | p[i];
+        return v;
+}
+
+static uint64_t get_le64(const uint8_t *p) {
+        uint64_t v = 0;
+        for (int i = 7; i >= 0; i--)
+                v = v << 8 | p[i];
+        return v;
+}
+
+/* Appends one frame to b, which is bounded by the caller's limit. */
+static int frame_append(Buf *b, uint8_t type, const void *payload, size_t len) {
+        uint8_t h[FRAME_HEADER];
+        int r;
+
+        if (len > UINT32_MAX - 1)
+                return -E2BIG;
+        r = buf_reserve(b, FRAME_HEADER + len);
+        if (r < 0)
+                return r;
+        put_le32(h, (uint32_t) (len + 1));
+        h[4] = type;
+        (void) buf_append(b, h, sizeof(h));
+        return buf_append(b, payload, len);
+}
+
+int kv_peer_parse_url(const char *url, char **ret_host, char **ret_port) {
+        const char *a = startswith(url, "http://") ?: startswith(url, "https://") ?: url, *port, *end;
+        _cleanup_free_ char *host = NULL, *p = NULL;
+        uint32_t n;
+
+        if (a[0] == '[') {
+                const char *close_b = strchr(a, ']');
+                if (!close_b || close_b[1] != ':')
+                        return -EINVAL;
+                host = strndup(a + 1, (size_t) (close_b - a - 1));
+                port = close_b + 2;
+        } else {
+                const char *colon = strchr(a, ':');
+                if (!colon)
+                        return -EINVAL;
+                host = strndup(a, (size_t) (colon - a));
+                port = colon + 1;
+        }
+        end = port + strcspn(port, "/");
+        p = strndup(port, (size_t) (end - port));
+        if (!host || !p)
+                return -ENOMEM;
+        if (isempty(host) || safe_atou32(p, &n) < 0 || n > 65535)
+                return -EINVAL;
+        *ret_host = TAKE_PTR(host);
+        *ret_port = TAKE_PTR(p);
+        return 0;
+}
+
+/* ---------------------------------------------------------------- dialling side */
+
+static void peer_connect(Peer *p);
+
+static void peer_report(Peer *p, bool up) {
+        KvPeerTransport *t = p->t;
+
+        if (p->reported_up == up)
+                return;
+        p->reported_up = up;
+        p->stats.reachable = up;
+        if (t->cfg.on_status)
+                t->cfg.on_status(p->id, up, t->cfg.userdata);
+}
+
+static int on_peer_timer(sd_event_source *s, uint64_t usec, void *userdata);
+
+/* Drops the connection and whatever was queued on it (a half-written frame cannot continue on
+ * a new connection; Raft retransmits), then schedules a reconnect. */
+static void peer_fail(Peer *p, int error, const char *what) {
+        KvPeerTransport *t = p->t;
+        usec_t delay;
+
+        if (p->state != PEER_DOWN)
+                log_debug_errno(error, "peer %" PRIx64 ": %s: %m", p->id, what);
+        p->io = sd_event_source_disable_unref(p->io);
+        p->fd = safe_close(p->fd);
+        p->state = PEER_DOWN;
+        if (p->out.len > p->out_off)
+                p->stats.messages_dropped++;
+        buf_clear(&p->out);
+        p->out_off = 0;
+        buf_clear(&p->in);
+        delay = backoff_usec(t->cfg.backoff_min_usec, t->cfg.backoff_max_usec, p->failures++);
+        if (event_reset_time_relative(t->event, &p->timer, delay, on_peer_timer, p) < 0)
+                log_debug("peer %" PRIx64 ": cannot schedule a reconnect", p->id);
+        peer_report(p, false);
+}
+
+static void peer_update_events(Peer *p) {
+        uint32_t ev = EPOLLIN;
+
+        if (p->state == PEER_CONNECTING || (p->state == PEER_UP && p->out.len > p->out_off))
+                ev |= EPOLLOUT;
+        if (p->io)
+                (void) sd_event_source_set_io_events(p->io, ev);
+}
+
+static int peer_flush(Peer *p) {
+        while (p->out.len > p->out_off) {
+                ssize_t n = send(p->fd, p->out.data + p->out_off, p->out.len - p->out_off, MSG_NOSIGNAL);
+                if (n < 0)
+                        return errno == EAGAIN ? 0 : -errno;
+                p->out_off += (size_t) n;
+                p->stats.bytes_sent += (uint64_t) n;
+        }
+        buf_clear(&p->out);
+        p->out_off = 0;
+        return 0;
+}
+
+static void peer_record_rtt(Peer *p, uint64_t sent_usec) {
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        double ms, n, mean;
+
+        if (sent_usec > now)
+                return;
+        ms = (double) (now - sent_usec) / 1000.0;
+        p->stats.pongs++;
+        n = (double) p->stats.pongs;
+        p->rtt_sum += ms;
+        p->rtt_sumsq += ms * ms;
+        mean = p->rtt_sum / n;
+        p->stats.rtt_last_ms = ms;
+        p->stats.rtt_min_ms = p->stats.pongs == 1 ? ms : MIN(p->stats.rtt_min_ms, ms);
+        p->stats.rtt_max_ms = MAX(p->stats.rtt_max_ms, ms);
+        p->stats.rtt_avg_ms = mean;
+        p->stats.rtt_stddev_ms = sqrt(MAX(0.0, p->rtt_sumsq / n - mean * mean));
+}
+
+/* Handles the handshake reply, then PONG frames. */
+static int peer_read(Peer *p) {
+        uint8_t chunk[4096];
+
+        for (;;) {
+                ssize_t n = recv(p->fd, chunk, sizeof(chunk), 0);
+                if (n == 0)
+                        return -ECONNRESET;
+                if (n < 0)
+                        return errno == EAGAIN ? 0 : -errno;
+                if (buf_append(&p->in, chunk, (size_t) n) < 0)
+                        return -ENOBUFS;
+
+                const uint8_t *d = (const uint8_t *) p->in.data;
+                size_t off = 0;
+                if (p->state == PEER_HANDSHAKE) {
+                        if (p->in.len < REPLY_SIZE)
+                                continue;
+                        if (memcmp(d, PEER_MAGIC, 4) != 0)
+                                return -EPROTO;
+                        uint16_t status = get_le16(d + 6);
+                        if (status != STATUS_OK) {
+                                log_warning("peer %" PRIx64 " at %s:%s refused us: %s", p->id, p->host, p->port,
+                                            status == STATUS_VERSION ? "no common protocol version"
+                                            : status == STATUS_CLUSTER ? "it belongs to another cluster"
+                                            : status == STATUS_MEMBER ? "it is another member than expected"
+                                                                      : "busy");
+                                return -ECONNREFUSED;
+                        }
+                        if (get_le64(d + 8) != p->id) {
+                                log_warning("peer at %s:%s answered as %" PRIx64 ", expected %" PRIx64, p->host, p->port,
+                                            get_le64(d + 8), p->id);
+                                return -ECONNREFUSED;
+                        }
+                        p->state = PEER_UP;
+                        p->failures = 0;
+                        p->timer = sd_event_source_disable_unref(p->timer);
+                        off = REPLY_SIZE;
+                        peer_report(p, true);
+                }
+                while (p->in.len - off >= FRAME_HEADER) {
+                        uint32_t len = get_le32(d + off);
+                        if (len != 9 || d[off + 4] != FRAME_PONG)
+                                return -EPROTO; /* the listener only ever sends PONGs */
+                        if (p->in.len - off < 4 + (size_t) len)
+                                break;
+                        peer_record_rtt(p, get_le64(d + off + 5));
+                        off += 4 + len;
+                }
+                buf_consume(&p->in, off);
+        }
+}
+
+static int on_peer_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Peer *p = userdata;
+        uint8_t pre[PREAMBLE_SIZE];
+        int r = 0, err = 0;
+        socklen_t l = sizeof(err);
+
+        if (p->state == PEER_CONNECTING) {
+                if (!(revents & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+                        return 0;
+                if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0 || err != 0) {
+                        peer_fail(p, err ? -err : -errno, "connect");
+                        return 0;
+                }
+                memcpy(pre, PEER_MAGIC, 4);
+                put_le16(pre + 4, KV_PEER_PROTOCOL_MIN);
+                put_le16(pre + 6, KV_PEER_PROTOCOL_MAX);
+                put_le64(pre + 8, p->t->cfg.cluster_id);
+                put_le64(pre + 16, p->t->cfg.self_id);
+                put_le64(pre + 24, p->id);
+                /* 32 bytes always fit into a fresh socket's buffer. */
+                if (send(p->fd, pre, sizeof(pre), MSG_NOSIGNAL) != (ssize_t) sizeof(pre)) {
+                        peer_fail(p, -errno, "handshake");
+                        return 0;
+                }
+                p->state = PEER_HANDSHAKE;
+                peer_update_events(p);
+                return 0;
+        }
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR))
+                r = peer_read(p);
+        if (r >= 0 && p->state == PEER_UP && (revents & EPOLLOUT))
+                r = peer_flush(p);
+        if (r < 0) {
+                peer_fail(p, r, "connection lost");
+                return 0;
+        }
+        peer_update_events(p);
+        return 0;
+}
+
+static int on_peer_timer(sd_event_source *s, uint64_t usec, void *userdata) {
+        Peer *p = userdata;
+
+        if (p->state == PEER_DOWN)
+                peer_connect(p);
+        else if (p->state != PEER_UP)
+                peer_fail(p, -ETIMEDOUT, "handshake timed out");
+        return 0;
+}
+
+static void peer_connect(Peer *p) {
+        KvPeerTransport *t = p->t;
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *ai = NULL;
+        int one = 1, r;
+
+        /* getaddrinfo blocks for names that need DNS; peer URLs are normally addresses. */
+        r = getaddrinfo(p->host, p->port, &hints, &ai);
+        if (r != 0) {
+                peer_fail(p, -EHOSTUNREACH, "resolve");
+                return;
+        }
+        p->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (p->fd < 0) {
+                freeaddrinfo(ai);
+                peer_fail(p, -errno, "socket");
+                return;
+        }
+        (void) setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        (void) setsockopt(p->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+        r = connect(p->fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS ? -errno : 0;
+        freeaddrinfo(ai);
+        if (r < 0) {
+                peer_fail(p, r, "connect");
+                return;
+        }
+        p->state = PEER_CONNECTING;
+        r = sd_event_add_io(t->event, &p->io, p->fd, EPOLLOUT | EPOLLIN, on_peer_io, p);
+        if (r >= 0)
+                r = event_reset_time_relative(t->event, &p->timer, t->cfg.handshake_timeout_usec, on_peer_timer, p);
+        if (r < 0)
+                peer_fail(p, r, "watch socket");
+}
+
+static Peer *peer_find(KvPeerTransport *t, uint64_t id) {
+        for (Peer *p = t->peers; p; p = p->next)
+                if (p->id == id)
+                        return p;
+        return NULL;
+}
+
+static void peer_free(Peer *p) {
+        if (!p)
+                return;
+        LIST_REMOVE(p->t->peers, p);
+        sd_event_source_disable_unref(p->io);
+        sd_event_source_disable_unref(p->timer);
+        safe_close(p->fd);
+        buf_done(&p->out);
+        buf_done(&p->in);
+        free(p->host);
+        free(p->port);
+        free(p);
+}
+
+int kv_peer_add(KvPeerTransport *t, uint64_t id, const char *url) {
+        _cleanup_free_ char *host = NULL, *port = NULL;
+        Peer *p;
+        int r;
+
+        if (id == t->cfg.self_id || id == 0)
+                return -EINVAL;
+        r = kv_peer_parse_url(url, &host, &port);
+        if (r < 0)
+                return r;
+        if (streq(port, "0"))
+                return -EINVAL;
+        p = peer_find(t, id);
+        if (p) {
+                if (streq(p->host, host) && streq(p->port, port))
+                        return 0;
+                /* The member moved: reconnect to the new address. */
+                free(p->host);
+                free(p->port);
+                p->host = TAKE_PTR(host);
+                p->port = TAKE_PTR(port);
+                peer_fail(p, -ECONNABORTED, "address changed");
+                return 0;
+        }
+        p = new0(Peer, 1);
+        if (!p)
+                return -ENOMEM;
+        *p = (Peer) { .t = t, .id = id, .fd = -EBADF, .host = TAKE_PTR(host), .port = TAKE_PTR(port),
+                      .out = BUF_INIT(t->cfg.max_queue), .in = BUF_INIT(64 * 1024) };
+        LIST_PREPEND(t->peers, p);
+        peer_connect(p);
+        return 0;
+}
+
+int kv_peer_remove(KvPeerTransport *t, uint64_t id) {
+        Peer *p = peer_find(t, id);
+        if (!p)
+                return -ENOENT;
+        peer_free(p);
+        return 0;
+}
+
+int kv_peer_send(KvPeerTransport *t, uint64_t to, const void *msg, size_t len) {
+        Peer *p = peer_find(t, to);
+        int r;
+
+        if (!p)
+                return -ENOENT;
+        if (len + 1 > t->cfg.max_frame)
+                return -E2BIG;
+        if (p->state == PEER_DOWN) {
+                p->stats.messages_dropped++;
+                return -ENOTCONN;
+        }
+        r = frame_append(&p->out, FRAME_MESSAGE, msg, len);
+        if (r < 0) {
+                p->stats.messages_dropped++;
+                if (r == -ENOBUFS) {
+                        log_debug("peer %" PRIx64 ": send queue full, dropping the connection", p->id);
+                        peer_fail(p, r, "send queue full");
+                }
+                return r;
+        }
+        p->stats.messages_sent++;
+        peer_update_events(p);
+        return 0;
+}
+
+void kv_peer_ping_all(KvPeerTransport *t) {
+        for (Peer *p = t->peers; p; p = p->next) {
+                uint8_t nonce[8];
+                if (p->state != PEER_UP)
+                        continue;
+                put_le64(nonce, now_usec(CLOCK_MONOTONIC));
+                if (frame_append(&p->out, FRAME_PING, nonce, sizeof(nonce)) >= 0) {
+                        p->stats.pings++;
+                        peer_update_events(p);
+                }
+        }
+}
+
+int kv_peer_stats(KvPeerTransport *t, uint64_t id, KvPeerStats *ret) {
+        Peer *p = peer_find(t, id);
+        if (!p)
+                return -ENOENT;
+        *ret = p->stats;
+        return 0;
+}
+
+/* ---------------------------------------------------------------- accepting side */
+
+static void inbound_free(Inbound *c) {
+        if (!c)
+                return;
+        LIST_REMOVE(c->t->inbound, c);
+        c->t->n_inbound--;
+        sd_event_source_disable_unref(c->io);
+        sd_event_source_disable_unref(c->timer);
+        safe_close(c->fd);
+        buf_done(&c->in);
+        buf_done(&c->out);
+        free(c);
+}
+
+static int inbound_flush(Inbound *c) {
+        while (c->out.len > c->out_off) {
+                ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
+                if (n < 0)
+                        return errno == EAGAIN ? 0 : -errno;
+                c->out_off += (size_t) n;
+        }
+        buf_clear(&c->out);
+        c->out_off = 0;
+        return 0;
+}
+
+/* Validates the dialler's preamble and queues our reply. Returns the status. */
+static uint16_t inbound_handshake(Inbound *c, const uint8_t *d, uint16_t *ret_version) {
+        KvPeerTransport *t = c->t;
+        uint16_t min_v = get_le16(d + 4), max_v = get_le16(d + 6);
+
+        *ret_version = 0;
+        if (memcmp(d, PEER_MAGIC, 4) != 0 || min_v > max_v)
+                return STATUS_VERSION;
+        if (max_v < KV_PEER_PROTOCOL_MIN || min_v > KV_PEER_PROTOCOL_MAX)
+                return STATUS_VERSION;
+        *ret_version = MIN(max_v, (uint16_t) KV_PEER_PROTOCOL_MAX);
+        if (get_le64(d + 8) != t->cfg.cluster_id)
+                return STATUS_CLUSTER;
+        if (get_le64(d + 24) != t->cfg.self_id)
+                return STATUS_MEMBER;
+        c->from = get_le64(d + 16);
+        return STATUS_OK;
+}
+
+/* Parses what arrived. Returns 0 to keep the connection, < 0 to close it. */
+static int inbound_parse(Inbound *c) {
+        KvPeerTransport *t = c->t;
+
+        for (;;) {
+                const uint8_t *d = (const uint8_t *) c->in.data + c->in_off;
+                size_t avail = c->in.len - c->in_off;
+
+                if (!c->handshaken) {
+                        uint8_t reply[REPLY_SIZE];
+                        uint16_t version, status;
+
+                        if (avail < PREAMBLE_SIZE)
+                                return 0;
+                        status = inbound_handshake(c, d, &version);
+                        memcpy(reply, PEER_MAGIC, 4);
+                        put_le16(reply + 4, version);
+                        put_le16(reply + 6, status);
+                        put_le64(reply + 8, t->cfg.self_id);
+                        (void) buf_append(&c->out, reply, sizeof(reply));
+                        (void) inbound_flush(c);
+                        if (status != STATUS_OK) {
+                                log_warning("Refused a peer connection: %s", status == STATUS_VERSION ? "no common protocol version"
+                                            : status == STATUS_CLUSTER ? "wrong cluster id" : "addressed to another member");
+                                return -EPROTO;
+                        }
+                        c->handshaken = true;
+                        c->in_off += PREAMBLE_SIZE;
+                        c->timer = sd_event_source_disable_unref(c->timer);
+                        continue;
+                }
+                if (avail < FRAME_HEADER)
+                        break;
+                uint32_t len = get_le32(d);
+                uint8_t type = d[4];
+                if (len == 0 || (size_t) len - 1 > t->cfg.max_frame)
+                        return -EMSGSIZE;
+                if (avail < 4 + (size_t) len)
+                        break;
+                if (type == FRAME_MESSAGE) {
+                        if (t->cfg.on_receive)
+                                t->cfg.on_receive(c->from, d + FRAME_HEADER, len - 1, t->cfg.userdata);
+                } else if (type == FRAME_PING && len == 9) {
+                        if (frame_append(&c->out, FRAME_PONG, d + FRAME_HEADER, 8) < 0)
+                                return -ENOBUFS;
+                } else
+                        return -EPROTO;
+                c->in_off += 4 + (size_t) len;
+        }
+        /* Keep the buffer small: drop what was consumed once it dominates. */
+        if (c->in_off > 0 && c->in_off * 2 >= c->in.len) {
+                buf_consume(&c->in, c->in_off);
+                c->in_off = 0;
+        }
+        return 0;
+}
+
+static int on_inbound_io(sd_event_source *s, int fd, uint32_t revents, void *userdata) {
+        Inbound *c = userdata;
+        uint8_t chunk[65536];
+        int r = 0;
+
+        if (revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+                /* A bounded number of reads per wakeup keeps one busy peer from starving others. */
+                for (int i = 0; i < 16; i++) {
+                        ssize_t n = recv(c->fd, chunk, sizeof(chunk), 0);
+                        if (n == 0) {
+                                r = -ECONNRESET;
+                                break;
+                        }
+                        if (n < 0) {
+                                r = errno == EAGAIN ? 0 : -errno;
+                                break;
+                        }
+                        r = buf_append(&c->in, chunk, (size_t) n);
+                        if (r >= 0)
+                                r = inbound_parse(c);
+                        if (r < 0)
+                                break;
+                }
+        }
+        if (r >= 0)
+                r = inbound_flush(c);
+        if (r < 0) {
+                log_debug_errno(r, "Peer connection from %" PRIx64 " closed: %m", c->from);
+                inbound_free(c);
+                return 0;
+        }
+        (void) sd_event_source_set_io_events(c->io, EPOLLIN | (c->out.len > c->out_off ? EPOLLOUT : 0));
+        return 0;
+}
+
+static int on_inbound_timeout(sd_event_source *s, uint64_t usec, void *userdata) {
+        Inbound *c = userdata;
+        log_debug("Peer connection did not complete its handshake in time.");
+        inbound_free(c);
+        return 0;
+}
+
+static int on_accept(sd_event_source *s, int lfd, uint32_t revents, void *userdata) {
+        KvPeerTransport *t = userdata;
+
+        for (;;) {
+                int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK), one = 1;
+                Inbound *c;
+
+                if (fd < 0)
+                        return 0;
+                if (t->n_inbound >= t->cfg.max_inbound) {
+                        log_warning("Refusing a peer connection: %u open already.", t->n_inbound);
+                        safe_close(fd);
+                        continue;
+                }
+                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+                c = new0(Inbound, 1);
+                if (!c) {
+                        safe_close(fd);
+                        continue;
+                }
+                /* A frame may be as large as max_frame; the buffer bound allows one plus headers. */
+                *c = (Inbound) { .t = t, .fd = fd, .in = BUF_INIT(t->cfg.max_frame + 2 * FRAME_HEADER + PREAMBLE_SIZE + 65536),
+                                 .out = BUF_INIT(1 << 20) };
+                LIST_PREPEND(t->inbound, c);
+                t->n_inbound++;
+                if (sd_event_add_io(t->event, &c->io, fd, EPOLLIN, on_inbound_io, c) < 0 ||
+                    event_reset_time_relative(t->event, &c->timer, t->cfg.handshake_timeout_usec, on_inbound_timeout, c) < 0)
+                        inbound_free(c);
+        }
+}
+
+int kv_peer_listen_fd(KvPeerTransport *t, int fd) {
+        struct sockaddr_storage sa;
+        socklen_t sl = sizeof(sa);
+        unsigned i = t->n_listeners;
+        int r;
+
+        if (i >= MAX_LISTENERS) {
+                safe_close(fd);
+                return -E2BIG;
+        }
+        r = sd_event_add_io(t->event, &t->listen_io[i], fd, EPOLLIN, on_accept, t);
+        if (r < 0) {
+                safe_close(fd);
+                return r;
+        }
+        t->listen_fds[i] = fd;
+        t->listen_ports[i] = -1;
+        if (getsockname(fd, (struct sockaddr *) &sa, &sl) == 0)
+                t->listen_ports[i] = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &sa)->sin6_port
+                                                                    : ((struct sockaddr_in *) &sa)->sin_port);
+        t->n_listeners++;
+        return 0;
+}
+
+int kv_peer_listen(KvPeerTransport *t, const char *url) {
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV }, *ai = NULL;
+        _cleanup_free_ char *host = NULL, *port = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        int one = 1, r;
+
+        r = kv_peer_parse_url(url, &host, &port);
+        if (r < 0)
+                return r;
+        r = getaddrinfo(host, port, &hints, &ai);
+        if (r != 0)
+                return -EADDRNOTAVAIL;
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) {
+                freeaddrinfo(ai);
+                return -errno;
+        }
+        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        r = bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0 ? -errno : 0;
+        freeaddrinfo(ai);
+        if (r < 0)
+                return r;
+        return kv_peer_listen_fd(t, TAKE_FD(fd));
+}
+
+int kv_peer_port(KvPeerTransport *t, unsigned i) {
+        return i < t->n_listeners ? t->listen_ports[i] : -ENOENT;
+}
+
+int kv_peer_new(KvPeerTransport **ret, sd_event *e, const KvPeerConfig *cfg) {
+        KvPeerTransport *t;
+
+        if (!cfg || cfg->self_id == 0)
+                return -EINVAL;
+        t = new0(KvPeerTransport, 1);
+        if (!t)
+                return -ENOMEM;
+        t->event = sd_event_ref(e);
+        t->cfg = *cfg;
+#define DEFAULT(f, v) if (t->cfg.f == 0) t->cfg.f = (v)
+        DEFAULT(max_frame, 512U << 20);
+        DEFAULT(max_queue, 256U << 20);
+        DEFAULT(max_inbound, 64);
+        DEFAULT(handshake_timeout_usec, 5 * USEC_PER_SEC);
+        DEFAULT(backoff_min_usec, 100 * USEC_PER_MSEC);
+        DEFAULT(backoff_max_usec, 2 * USEC_PER_SEC);
+#undef DEFAULT
+        *ret = t;
+        return 0;
+}
+
+KvPeerTransport *kv_peer_free(KvPeerTransport *t) {
+        if (!t)
+                return NULL;
+        while (t->peers)
+                peer_free(t->peers);
+        while (t->inbound)
+                inbound_free(t->inbound);
+        for (unsigned i = 0; i < t->n_listeners; i++) {
+                sd_event_source_disable_unref(t->listen_io[i]);
+                safe_close(t->listen_fds[i]);
+        }
+        sd_event_unref(t->event);
+        free(t);
+        return NULL;
+}
