@@ -158,6 +158,10 @@ int conf_parse_value(const ConfOption *o, void *cfg, const char *value, const ch
                 if (!o->parse)
                         return -EINVAL;
                 return o->parse(value, p, ret_why);
+        case CONF_IGNORED:
+        case CONF_IGNORED_BOOL:
+                log_notice("Option %s is accepted for compatibility and has no effect.", o->name);
+                return 0;
         }
         return -EINVAL;
 }
@@ -331,6 +335,11 @@ static int load_env(const ConfSpec *spec, void *cfg, int *log_level) {
 
                 env_name(spec, o->name, name, sizeof(name));
                 v = getenv(name);
+                if (!v && spec->env_alias_prefix) {
+                        ConfSpec alias = { .env_prefix = spec->env_alias_prefix };
+                        env_name(&alias, o->name, name, sizeof(name));
+                        v = getenv(name);
+                }
                 if (!v && o->env_alias) {
                         v = getenv(o->env_alias);
                         (void) snprintf(name, sizeof(name), "%s", o->env_alias);
@@ -373,7 +382,7 @@ static int scan_argv(const ConfSpec *spec, int argc, char *const *argv, PendingF
                 if (b < 0 && !o)
                         return log_error_errno(SYNTHETIC_ERRNO(EINVAL), "unknown option '%s'; see --help", a);
 
-                bool takes_value = o ? o->type != CONF_BOOL : builtins[b].takes_value;
+                bool takes_value = o ? o->type != CONF_BOOL && o->type != CONF_IGNORED_BOOL : builtins[b].takes_value;
                 if (takes_value && !value) {
                         if (i + 1 >= argc)
                                 return log_error_errno(SYNTHETIC_ERRNO(EINVAL), "%s: needs a value", a);
@@ -466,13 +475,35 @@ void conf_print_help(const ConfSpec *spec, FILE *f) {
 
                 env_name(spec, o->name, env, sizeof(env));
                 describe_range(o, range, sizeof(range));
-                (void) snprintf(left, sizeof(left), "--%s%s%s", o->name, o->type == CONF_BOOL ? "[=BOOL]" : " ",
-                                o->type == CONF_BOOL ? "" : strna(o->metavar ?: "VALUE"));
+                bool is_bool = o->type == CONF_BOOL || o->type == CONF_IGNORED_BOOL;
+                if (o->type == CONF_IGNORED || o->type == CONF_IGNORED_BOOL)
+                        continue; /* listed once, below */
+                (void) snprintf(left, sizeof(left), "--%s%s%s", o->name, is_bool ? "[=BOOL]" : " ",
+                                is_bool ? "" : strna(o->metavar ?: "VALUE"));
                 fprintf(f, "  %-34s %s%s\n", left, strna(o->help), range);
-                fprintf(f, "  %-34s env %s%s%s", "", env, o->env_alias ? ", " : "", o->env_alias ?: "");
+                fprintf(f, "  %-34s env %s", "", env);
+                if (spec->env_alias_prefix) {
+                        ConfSpec alias = { .env_prefix = spec->env_alias_prefix };
+                        env_name(&alias, o->name, env, sizeof(env));
+                        fprintf(f, ", %s", env);
+                }
+                if (o->env_alias)
+                        fprintf(f, ", %s", o->env_alias);
                 if (o->def)
                         fprintf(f, "; default: %s", *o->def ? o->def : "(empty)");
                 fputc('\n', f);
+        }
+        {
+                bool any = false;
+                for (size_t i = 0; i < spec->n_options; i++) {
+                        const ConfOption *o = &spec->options[i];
+                        if (o->type != CONF_IGNORED && o->type != CONF_IGNORED_BOOL)
+                                continue;
+                        fprintf(f, "%s--%s", any ? ", " : "\nAccepted for compatibility, no effect: ", o->name);
+                        any = true;
+                }
+                if (any)
+                        fprintf(f, "\n\n");
         }
         for (size_t i = 0; i < ELEMENTSOF(builtins); i++) {
                 (void) snprintf(left, sizeof(left), "--%s%s%s", builtins[i].name, builtins[i].takes_value ? " " : "",

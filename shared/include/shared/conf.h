@@ -10,9 +10,11 @@
  *     lines of "key = value", '#' comments, keys are option names (kebab or snake case), values
  *     may be double-quoted. Unknown keys are errors: a typo must not be silently ignored;
  *   - environment: <env_prefix><NAME> with '-' as '_' upper-cased (FLOTILLA_KV_DATA_DIR), then
- *     the option's env_alias (ETCD_DATA_DIR) if the first is unset;
+ *     <env_alias_prefix><NAME> (ETCD_DATA_DIR), then the option's own env_alias;
  *   - command line: --name value, --name=value, and single-dash -name value as Go's flag
  *     package (and so etcd's documentation) allows. Booleans take no value or "=false".
+ * Options of type CONF_IGNORED(_BOOL) are accepted and ignored with a notice, for flags of the
+ * system a daemon replaces that mean nothing to it.
  * Built in for every daemon: --help, --version, --config, --log-level. */
 #pragma once
 
@@ -32,6 +34,8 @@ typedef enum ConfType {
         CONF_SIZE,     /* uint64_t bytes with K/M/G suffixes, bounded by [min, max] */
         CONF_ENUM,     /* int: index into enum_values */
         CONF_CUSTOM,   /* parse()/free_value() supplied by the daemon */
+        CONF_IGNORED,      /* accepted for another system's compatibility, takes a value, ignored */
+        CONF_IGNORED_BOOL, /* the same for a boolean flag (no value needed) */
 } ConfType;
 
 typedef struct ConfOption {
@@ -54,6 +58,8 @@ typedef struct ConfSpec {
         const char *program;        /* "flotilla-kv" */
         const char *summary;        /* one line shown by --help */
         const char *env_prefix;     /* "FLOTILLA_KV_" */
+        const char *env_alias_prefix; /* a second prefix every option also answers to ("ETCD_"),
+                                       * used when the first is unset; may be NULL */
         const char *config_default; /* used only if it exists; may be NULL */
         const ConfOption *options;
         size_t n_options;

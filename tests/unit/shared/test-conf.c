@@ -30,12 +30,15 @@ static const ConfOption demo_options[] = {
           .def = "100", .unit = USEC_PER_MSEC, .min = USEC_PER_MSEC, .max = 10 * USEC_PER_SEC },
         { .name = "max-body", .type = CONF_SIZE, .offset = offsetof(DemoConfig, max_body), .def = "1M", .max = 64 << 20 },
         { .name = "mode", .type = CONF_ENUM, .offset = offsetof(DemoConfig, mode), .def = "safe", .enum_values = modes },
+        { .name = "quota-backend-bytes", .type = CONF_IGNORED },
+        { .name = "enable-pprof", .type = CONF_IGNORED_BOOL },
 };
 
 static const ConfSpec spec = {
         .program = "flotilla-demo",
         .summary = "a demo",
         .env_prefix = "FLOTILLA_DEMO_",
+        .env_alias_prefix = "DEMO_",
         .options = demo_options,
         .n_options = ELEMENTSOF(demo_options),
 };
@@ -49,7 +52,7 @@ static void sink(int level, const char *line, void *u) {
 static char *tmpdir;
 
 static int setup(void **state) {
-        static const char *vars[] = { "FLOTILLA_DEMO_NAME", "ETCD_NAME", "FLOTILLA_DEMO_SNAPSHOT_COUNT",
+        static const char *vars[] = { "FLOTILLA_DEMO_NAME", "ETCD_NAME", "FLOTILLA_DEMO_SNAPSHOT_COUNT", "DEMO_SNAPSHOT_COUNT",
                                       "FLOTILLA_DEMO_CONFIG", "FLOTILLA_DEMO_VERBOSE", "FLOTILLA_DEMO_LOG_LEVEL" };
         for (size_t i = 0; i < ELEMENTSOF(vars); i++)
                 unsetenv(vars[i]);
@@ -118,6 +121,14 @@ static void file_then_env_then_flags_override_in_order(void **state) {
 static void env_alias_used_when_primary_unset(void **state) {
         DemoConfig c = {};
 
+        setenv("DEMO_SNAPSHOT_COUNT", "77", 1);
+        assert_int_equal(LOAD(&c), 1);
+        assert_int_equal(c.count, 77);
+        setenv("FLOTILLA_DEMO_SNAPSHOT_COUNT", "78", 1);
+        assert_int_equal(LOAD(&c), 1);
+        assert_int_equal(c.count, 78);   /* our own name wins */
+        unsetenv("DEMO_SNAPSHOT_COUNT");
+
         setenv("ETCD_NAME", "etcd-style", 1);
         assert_int_equal(LOAD(&c), 1);
         assert_string_equal(c.name, "etcd-style");
@@ -138,6 +149,15 @@ static void single_dash_and_bool_forms(void **state) {
         assert_int_equal(LOAD(&c, "--verbose=false", "--mode", "fast"), 1);
         assert_false(c.verbose);
         assert_int_equal(c.mode, 0);
+        conf_free(&spec, &c);
+}
+
+static void compatibility_flags_accepted_and_ignored(void **state) {
+        DemoConfig c = {};
+
+        assert_int_equal(LOAD(&c, "--quota-backend-bytes", "8589934592", "--enable-pprof", "--name", "n"), 1);
+        assert_string_equal(c.name, "n"); /* the bool did not swallow --name */
+        assert_int_equal(LOAD(&c, "--enable-pprof=false"), 1);
         conf_free(&spec, &c);
 }
 
@@ -255,9 +275,10 @@ static void help_lists_options_env_and_defaults(void **state) {
         conf_print_help(&spec, f);
         fclose(f);
         assert_non_null(strstr(text, "--snapshot-count VALUE"));
-        assert_non_null(strstr(text, "env FLOTILLA_DEMO_NAME, ETCD_NAME; default: default"));
         assert_non_null(strstr(text, "--verbose[=BOOL]"));
         assert_non_null(strstr(text, "--log-level LEVEL"));
+        assert_non_null(strstr(text, "no effect: --quota-backend-bytes, --enable-pprof"));
+        assert_non_null(strstr(text, "env FLOTILLA_DEMO_NAME, DEMO_NAME, ETCD_NAME"));
         free(text);
 
         /* --help and --version ask the caller to exit successfully. */
@@ -276,6 +297,7 @@ TEST_MAIN(T(defaults_apply_without_any_source),
           T(file_then_env_then_flags_override_in_order),
           T(env_alias_used_when_primary_unset),
           T(single_dash_and_bool_forms),
+          T(compatibility_flags_accepted_and_ignored),
           T(invalid_flag_value_names_option_and_reason),
           T(invalid_env_value_names_variable),
           T(file_errors_name_file_line_and_key),
