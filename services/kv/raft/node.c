@@ -293,3 +293,15 @@ void raft_status(Raft *r, RaftStatus *ret) {
                 }
         *ret = s;
 }
+
+RaftSoftState raft_soft_state(Raft *r) {
+        return (RaftSoftState) { .lead = r->lead, .role = r->state };
+}
+
+RaftHardState raft_get_hard_state(Raft *r) {
+        return raft_hard_state(r);
+}
+
+int raft_log_term(Raft *r, uint64_t i, uint64_t *ret_term) {
+        return log_term_checked(&r->log, i, ret_term);
+}

@@ -198,6 +198,7 @@ struct Raft {
         uint64_t uncommitted_size;
         bool is_learner;
 
+        RaftStorage storage;            /* copy of the callbacks given to raft_new() */
         RaftLog log;
         Tracker trk;
         ReadOnly read_only;

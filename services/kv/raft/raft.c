@@ -414,9 +414,10 @@ int raft_new(Raft **ret, const RaftConfig *c, const RaftStorage *s) {
                 .trace = c->trace,
                 .trace_userdata = c->trace_userdata,
                 .state = RAFT_FOLLOWER,
+                .storage = *s,
         };
         r->trk.max_inflight = c->max_inflight_msgs;
-        k = log_init(&r->log, s, &r->alloc,
+        k = log_init(&r->log, &r->storage, &r->alloc,
                      c->max_committed_size_per_ready ?: RAFT_NO_LIMIT);
         if (k < 0)
                 goto fail;
@@ -427,7 +428,10 @@ int raft_new(Raft **ret, const RaftConfig *c, const RaftStorage *s) {
         if (k < 0)
                 goto fail;
         if (hs.term != 0 || hs.vote != 0 || hs.commit != 0) {
-                if (hs.commit < r->log.committed || hs.commit > log_last_index(&r->log)) {
+                /* A snapshot proves its index committed even if the commit index written with
+                 * the hard state is older (commit-only changes need no fsync). */
+                hs.commit = RAFT_MAX(hs.commit, r->log.committed);
+                if (hs.commit > log_last_index(&r->log)) {
                         k = -EINVAL;
                         goto fail;
                 }

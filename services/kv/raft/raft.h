@@ -6,7 +6,7 @@
 
 #include "raft-t.h"
 
-/* Creates a node. Its storage must outlive it. -EINVAL for a bad config, -ENOMEM, or a storage
+/* Creates a node. The callbacks in *s are copied; what s->userdata points to must outlive it. -EINVAL for a bad config, -ENOMEM, or a storage
  * error. The initial configuration is read from storage (RaftStorage.initial_state). */
 int raft_new(Raft **ret, const RaftConfig *c, const RaftStorage *s);
 Raft *raft_free(Raft *r);
@@ -47,6 +47,12 @@ int raft_advance(Raft *r, const RaftReady *rd);
  * configuration, which the application stores with its next snapshot. */
 int raft_apply_conf_change(Raft *r, const RaftConfChange *cc, RaftConfState *ret_cs);
 void raft_status(Raft *r, RaftStatus *ret);
+/* Cheap introspection for drivers and checkers: role, leader and term without copying a status. */
+RaftSoftState raft_soft_state(Raft *r);
+RaftHardState raft_get_hard_state(Raft *r);
+/* Term of entry i in this node's log (stable or not). -ENOENT if compacted, -EAGAIN if beyond
+ * the last index. */
+int raft_log_term(Raft *r, uint64_t i, uint64_t *ret_term);
 
 /* Names for traces and tests. */
 const char *raft_role_to_string(RaftRole role);
