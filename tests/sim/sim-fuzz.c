@@ -2,6 +2,7 @@
 /* sim-fuzz: runs random fault schedules against simulated clusters, one seed each. A failing
  * seed is minimized (fault actions are switched off one by one while the run still fails) and
  * printed with its trace and the command that reproduces it. */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -22,6 +23,7 @@ typedef enum ActionKind {
         A_CRASH_AT_READY,
         A_LEADER_CHURN,
         A_CRASH_AFTER_VOTE,
+        A_CRASH_NEW_LEADER,
         A_CONF_CHANGE,
         _A_MAX,
 } ActionKind;
@@ -36,6 +38,7 @@ static const char *const action_names[_A_MAX] = {
         [A_CRASH_AT_READY] = "crash-during-ready",
         [A_LEADER_CHURN] = "leader-churn",
         [A_CRASH_AFTER_VOTE] = "crash-after-vote",
+        [A_CRASH_NEW_LEADER] = "crash-new-leader",
         [A_CONF_CHANGE] = "conf-change",
 };
 
@@ -49,6 +52,7 @@ typedef struct Action {
 } Action;
 
 typedef struct Run {
+        bool crash_profile;
         uint64_t seed;
         unsigned nodes, learners;
         bool membership;
@@ -67,17 +71,22 @@ typedef struct Args {
         uint64_t fault_ms;
         uint64_t mask;
         bool have_mask;
+        uint64_t max_msg_size;          /* 0: varies with the seed */
+        bool crash_profile;             /* only crash and isolation faults, more of them */
 } Args;
 
 static void generate(Run *r) {
         uint64_t rng = r->seed * UINT64_C(0x5851f42d4c957f2d) + 7;
         unsigned total = r->nodes + r->learners;
-        size_t n = 3 + sim_rand(&rng) % 8;
+        static const ActionKind crash_kinds[] = { A_CRASH, A_PARTITION_ISOLATE, A_LEADER_CHURN,
+                                                  A_CRASH_NEW_LEADER, A_CRASH_AT_READY, A_CRASH_AFTER_VOTE };
+        size_t n = r->crash_profile ? 8 + sim_rand(&rng) % 12 : 3 + sim_rand(&rng) % 8;
 
         r->n_actions = 0;
         for (size_t i = 0; i < n && r->n_actions < MAX_ACTIONS; i++) {
                 Action *a = &r->actions[r->n_actions++];
-                ActionKind k = (ActionKind) (sim_rand(&rng) % (r->membership ? _A_MAX : A_CONF_CHANGE));
+                ActionKind k = r->crash_profile ? crash_kinds[sim_rand(&rng) % 6] :
+                               (ActionKind) (sim_rand(&rng) % (r->membership ? _A_MAX : A_CONF_CHANGE));
                 uint64_t dur = 100 + sim_rand(&rng) % 1500;
 
                 *a = (Action) { .kind = k, .start_ms = 50 + sim_rand(&rng) % (r->fault_ms - 100) };
@@ -111,8 +120,12 @@ static void generate(Run *r) {
                         a->a = 100 + (unsigned) (sim_rand(&rng) % 800); /* permille per granted vote */
                         a->b = 1 + (unsigned) (sim_rand(&rng) % 100);   /* max downtime ms */
                         break;
+                case A_CRASH_NEW_LEADER:
+                        a->a = 200 + (unsigned) (sim_rand(&rng) % 800); /* permille per new leader */
+                        a->b = 20 + (unsigned) (sim_rand(&rng) % 300);  /* max downtime ms */
+                        break;
                 case A_LEADER_CHURN:
-                        a->a = 20 + (unsigned) (sim_rand(&rng) % 200);  /* ms between leader crashes */
+                        a->a = 10 + (unsigned) (sim_rand(&rng) % 200);  /* ms between leader crashes */
                         a->b = 5 + (unsigned) (sim_rand(&rng) % 200);   /* max downtime ms */
                         break;
                 case A_CONF_CHANGE:
@@ -144,6 +157,7 @@ static void apply_active(Run *r) {
                 s->nodes[id].crash_at_ready_permille = 0;
                 s->nodes[id].auto_restart_ms = 0;
                 s->nodes[id].crash_after_vote_permille = 0;
+                s->nodes[id].crash_new_leader_permille = 0;
         }
         for (size_t i = 0; i < r->n_actions; i++) {
                 Action *a = &r->actions[i];
@@ -182,6 +196,12 @@ static void apply_active(Run *r) {
                         if (a->a > s->nodes[a->node].crash_at_ready_permille)
                                 s->nodes[a->node].crash_at_ready_permille = a->a;
                         s->nodes[a->node].auto_restart_ms = a->b;
+                        break;
+                case A_CRASH_NEW_LEADER:
+                        for (unsigned x = 1; x <= s->max_id; x++) {
+                                s->nodes[x].crash_new_leader_permille = a->a;
+                                s->nodes[x].auto_restart_ms = a->b;
+                        }
                         break;
                 case A_CRASH_AFTER_VOTE:
                         /* Every node, so that competing candidates meet voters that rebooted. */
@@ -340,7 +360,7 @@ static int run_one(const Args *args, uint64_t seed, uint64_t mask, FILE *trace, 
                 .heartbeat_tick = 2,
                 .tick_ms = 10,
                 /* Sometimes one entry per MsgApp: leaders then replicate old entries one by one. */
-                .max_size_per_msg = seed % 3 == 0 ? 1 : 512,
+                .max_size_per_msg = args->max_msg_size ?: seed % 3 == 0 ? 1 : 512,
                 .max_inflight = 1 + seed % 4,
                 .compact_every = 40,
                 .compact_keep = 5,
@@ -353,7 +373,7 @@ static int run_one(const Args *args, uint64_t seed, uint64_t mask, FILE *trace, 
         int k, sentinel;
         uint32_t sop;
 
-        *r = (Run) { .seed = seed, .nodes = args->nodes, .learners = args->learners,
+        *r = (Run) { .seed = seed, .crash_profile = args->crash_profile, .nodes = args->nodes, .learners = args->learners,
                      .membership = args->membership, .fault_ms = args->fault_ms, .mask = mask,
                      .next_id = args->nodes + args->learners + 1 };
         k = sim_new(&s, &o);
@@ -481,9 +501,10 @@ static void report_failure(const Args *args, uint64_t seed, const char *failure)
         }
         printf("Trace up to the failure (last lines):\n");
         print_tail(buf, len, 80);
-        printf("Reproduce: sim-fuzz --seed=%" PRIu64 " --count=1 --nodes=%u --learners=%u%s --fault-ms=%" PRIu64
-               " --mask=0x%" PRIx64 " --trace\n", seed, args->nodes, args->learners,
-               args->membership ? " --membership" : "", args->fault_ms, mask);
+        printf("Reproduce: %s --seed=%" PRIu64 " --count=1 --nodes=%u --learners=%u%s --fault-ms=%" PRIu64
+               " --max-msg-size=%" PRIu64 "%s --mask=0x%" PRIx64 " --trace\n", program_invocation_short_name,
+               seed, args->nodes, args->learners, args->membership ? " --membership" : "", args->fault_ms,
+               args->max_msg_size, args->crash_profile ? " --crash-profile" : "", mask);
         free(buf);
         run_free(&r);
 }
@@ -511,6 +532,8 @@ static void help(void) {
                "  --mask=X        disable fault actions (bitmask, as printed for a failure)\n"
                "  --trace         print the event trace of every run\n"
                "  --no-minimize   report a failure without minimizing it\n"
+               "  --max-msg-size=N  bytes of entries per MsgApp (default: varies with the seed)\n"
+               "  --crash-profile   only crash and isolation faults, denser\n"
                "  --verbose       one line per seed\n");
 }
 
@@ -526,6 +549,8 @@ int main(int argc, char **argv) {
                 { "trace", no_argument, NULL, 't' },
                 { "no-minimize", no_argument, NULL, 'N' },
                 { "verbose", no_argument, NULL, 'v' },
+                { "max-msg-size", required_argument, NULL, 'M' },
+                { "crash-profile", no_argument, NULL, 'C' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
@@ -545,6 +570,8 @@ int main(int argc, char **argv) {
                 case 't': a.trace = true; break;
                 case 'N': a.minimize = false; break;
                 case 'v': a.verbose = true; break;
+                case 'C': a.crash_profile = true; break;
+                case 'M': if (parse_u64(optarg, &a.max_msg_size) < 0) return 2; break;
                 case 'h': help(); return 0;
                 default: return 2;
                 }

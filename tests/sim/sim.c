@@ -724,6 +724,14 @@ static void finish_ready(Sim *s, SimNode *n) {
         if (rd->snapshot) {
                 sm_restore(n, rd->snapshot);
                 note_conf(s, rd->snapshot->metadata.index, &rd->snapshot->metadata.conf_state);
+                /* Writes waiting on this node that the snapshot contains are done. */
+                for (size_t i = 0; i < s->n_ops; i++) {
+                        SimOp *op = &s->ops[i];
+
+                        if (op->node == n->id && op->is_write && op->status == SIM_OP_PENDING &&
+                            (n->applied_ops[op->id / 8] & (1u << (op->id % 8))))
+                                op_finish(s, op, SIM_OP_OK);
+                }
         }
         for (size_t i = 0; i < rd->n_committed_entries; i++) {
                 const RaftEntry *e = &rd->committed_entries[i];
@@ -786,7 +794,9 @@ static bool start_ready(Sim *s, SimNode *n) {
         }
         if (rd->has_hard_state)
                 disk_write(n, (SimPendingWrite) { .type = W_HARD_STATE, .hs = rd->hard_state });
-        if (!s->o.manual && roll(&s->rng_misc, n->crash_at_ready_permille)) {
+        if (!s->o.manual && ((rd->has_soft_state && rd->soft_state.role == RAFT_LEADER &&
+                              roll(&s->rng_misc, n->crash_new_leader_permille)) ||
+                             roll(&s->rng_misc, n->crash_at_ready_permille))) {
                 sim_logf(s, "node %" PRIu64 " crashes in the middle of a Ready", n->id);
                 sim_crash(s, n->id);
                 if (n->auto_restart_ms)

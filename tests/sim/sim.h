@@ -83,6 +83,7 @@ typedef struct SimNode {
         unsigned crash_at_ready_permille;
         unsigned auto_restart_ms;       /* restart this long after a crash during a Ready */
         unsigned crash_after_vote_permille;     /* crash right after granting a vote */
+        unsigned crash_new_leader_permille;     /* crash in the first Ready as leader */
         uint64_t seen_commit;           /* checker: commit index last seen */
 
         uint32_t *waiting_reads;        /* op ids with a read index, waiting for apply */
