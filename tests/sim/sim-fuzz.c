@@ -38,7 +38,7 @@ static const char *const action_names[_A_MAX] = {
         [A_CRASH_AT_READY] = "crash-during-ready",
         [A_LEADER_CHURN] = "leader-churn",
         [A_CRASH_AFTER_VOTE] = "crash-after-vote",
-        [A_CRASH_NEW_LEADER] = "crash-new-leader",
+        [A_CRASH_NEW_LEADER] = "crash-leader-at-win-or-commit",
         [A_CONF_CHANGE] = "conf-change",
 };
 
@@ -83,10 +83,16 @@ static void generate(Run *r) {
         size_t n = r->crash_profile ? 8 + sim_rand(&rng) % 12 : 3 + sim_rand(&rng) % 8;
 
         r->n_actions = 0;
+        if (r->membership)
+                n += 3 + sim_rand(&rng) % 4;
         for (size_t i = 0; i < n && r->n_actions < MAX_ACTIONS; i++) {
                 Action *a = &r->actions[r->n_actions++];
                 ActionKind k = r->crash_profile ? crash_kinds[sim_rand(&rng) % 6] :
                                (ActionKind) (sim_rand(&rng) % (r->membership ? _A_MAX : A_CONF_CHANGE));
+
+                /* Membership schedules get extra conf changes. */
+                if (r->membership && i >= n - 4 && sim_rand(&rng) % 2)
+                        k = A_CONF_CHANGE;
                 uint64_t dur = 100 + sim_rand(&rng) % 1500;
 
                 *a = (Action) { .kind = k, .start_ms = 50 + sim_rand(&rng) % (r->fault_ms - 100) };
@@ -123,6 +129,7 @@ static void generate(Run *r) {
                 case A_CRASH_NEW_LEADER:
                         a->a = 200 + (unsigned) (sim_rand(&rng) % 800); /* permille per new leader */
                         a->b = 20 + (unsigned) (sim_rand(&rng) % 300);  /* max downtime ms */
+                        a->c = (unsigned) (sim_rand(&rng) % 300);       /* permille per commit */
                         break;
                 case A_LEADER_CHURN:
                         a->a = 10 + (unsigned) (sim_rand(&rng) % 200);  /* ms between leader crashes */
@@ -158,6 +165,7 @@ static void apply_active(Run *r) {
                 s->nodes[id].auto_restart_ms = 0;
                 s->nodes[id].crash_after_vote_permille = 0;
                 s->nodes[id].crash_new_leader_permille = 0;
+                s->nodes[id].crash_leader_commit_permille = 0;
         }
         for (size_t i = 0; i < r->n_actions; i++) {
                 Action *a = &r->actions[i];
@@ -200,6 +208,7 @@ static void apply_active(Run *r) {
                 case A_CRASH_NEW_LEADER:
                         for (unsigned x = 1; x <= s->max_id; x++) {
                                 s->nodes[x].crash_new_leader_permille = a->a;
+                                s->nodes[x].crash_leader_commit_permille = a->c;
                                 s->nodes[x].auto_restart_ms = a->b;
                         }
                         break;
@@ -216,15 +225,21 @@ static void apply_active(Run *r) {
         }
 }
 
-static void conf_change(Run *r, Action *a) {
+/* Proposes the action's conf change on the leader; retried every 50 ms while it has no leader
+ * or the leader refuses (a change pending, a learner not caught up), until the action ends. */
+static void conf_change(Run *r, size_t i) {
         Sim *s = r->sim;
+        Action *a = &r->actions[i];
         uint64_t lead = sim_leader(s);
         const RaftConfState *cs = &s->latest_conf;
         RaftConfChange cc = {};
         int k;
 
-        if (!lead)
+        if (!lead || s->nodes[lead].busy) {
+                if (s->now_ms + 50 < a->end_ms)
+                        sim_schedule_nemesis(s, s->now_ms + 50, (uint32_t) (i * 2));
                 return;
+        }
         switch (a->a) {
         case 0:
                 if (r->next_id > SIM_MAX_NODES)
@@ -242,9 +257,9 @@ static void conf_change(Run *r, Action *a) {
                 cc = (RaftConfChange) { .type = RAFT_CONF_REMOVE_NODE, .node_id = cs->voters[a->b % cs->n_voters] };
                 break;
         }
-        if (s->nodes[lead].busy)
-                return;
         k = raft_propose_conf_change(s->nodes[lead].raft, &cc);
+        if ((k == -EBUSY || k == -ENOTCONN) && s->now_ms + 50 < a->end_ms)
+                sim_schedule_nemesis(s, s->now_ms + 50, (uint32_t) (i * 2));
         sim_logf(s, "nemesis: propose %s %" PRIu64 " on leader %" PRIu64 ": %s",
                  raft_conf_change_type_to_string(cc.type), cc.node_id, lead, k < 0 ? strerror(-k) : "ok");
         if (k >= 0 && cc.type == RAFT_CONF_ADD_LEARNER)
@@ -295,7 +310,7 @@ static void nemesis(Sim *s, uint32_t arg, void *userdata) {
                 return;
         case A_CONF_CHANGE:
                 if (start)
-                        conf_change(r, a);
+                        conf_change(r, arg / 2);
                 return;
         case A_LEADER_CHURN:
                 if (start)
@@ -325,10 +340,6 @@ static bool cond_leader(Sim *s, void *u) {
         return true;
 }
 
-static bool cond_not_busy(Sim *s, void *u) {
-        return !s->nodes[*(uint64_t *) u].busy;
-}
-
 static bool cond_applied(Sim *s, void *u) {
         uint32_t op = *(uint32_t *) u;
 
@@ -341,6 +352,23 @@ static bool cond_applied(Sim *s, void *u) {
                         return false;
         }
         return true;
+}
+
+typedef struct LeaderOp {
+        uint32_t op;
+        uint64_t lead;
+} LeaderOp;
+
+static bool cond_never(Sim *s, void *u) {
+        return false;
+}
+
+static bool cond_applied_or_deposed(Sim *s, void *u) {
+        LeaderOp *lo = u;
+        SimNode *n = &s->nodes[lo->lead];
+
+        return cond_applied(s, &lo->op) || !n->alive ||
+               raft_soft_state(n->raft).role != RAFT_LEADER;
 }
 
 /* Bounds of the liveness phase, in virtual ms after the faults heal. */
@@ -371,7 +399,6 @@ static int run_one(const Args *args, uint64_t seed, uint64_t mask, FILE *trace, 
         Sim *s;
         uint64_t heal;
         int k, sentinel;
-        uint32_t sop;
 
         *r = (Run) { .seed = seed, .crash_profile = args->crash_profile, .nodes = args->nodes, .learners = args->learners,
                      .membership = args->membership, .fault_ms = args->fault_ms, .mask = mask,
@@ -407,19 +434,32 @@ static int run_one(const Args *args, uint64_t seed, uint64_t mask, FILE *trace, 
                                    LIVENESS_ELECT_MS);
         }
         if (!s->check.failed) {
-                uint64_t lead = sim_leader(s), t0 = s->now_ms;
+                /* A proposal must be applied by every member within the bound. A proposal to a
+                 * leader that loses its office (a conf change pending from the fault phase may
+                 * remove it) can be lost, as Raft allows: the client then retries. */
+                uint64_t t0 = s->now_ms;
+                bool done = false;
 
-                /* The leader may be inside a Ready, waiting for its disk. */
-                (void) sim_run_until_cond(s, t0 + LIVENESS_COMMIT_MS, cond_not_busy, &lead);
-                sentinel = sim_client_write(s, 100, lead, 0, 0);
-                if (sentinel < 0) {
-                        check_fail(s, "liveness: leader %" PRIu64 " refused a proposal: %s", lead, strerror(-sentinel));
-                } else {
-                        sop = (uint32_t) sentinel;
-                        if (!sim_run_until_cond(s, t0 + LIVENESS_COMMIT_MS, cond_applied, &sop))
-                                check_fail(s, "liveness: a proposal was not applied by every member within %d ms",
-                                           LIVENESS_COMMIT_MS);
+                while (!done && !s->check.failed && s->now_ms < t0 + LIVENESS_COMMIT_MS) {
+                        uint64_t lead = sim_leader(s);
+                        LeaderOp lo;
+
+                        if (!lead || s->nodes[lead].busy) {
+                                (void) sim_run_until_cond(s, s->now_ms + 10, cond_never, NULL);
+                                continue;
+                        }
+                        sentinel = sim_client_write(s, 100, lead, 0, 0);
+                        if (sentinel < 0) {
+                                (void) sim_run_until_cond(s, s->now_ms + 10, cond_never, NULL);
+                                continue;
+                        }
+                        lo = (LeaderOp) { .op = (uint32_t) sentinel, .lead = lead };
+                        (void) sim_run_until_cond(s, t0 + LIVENESS_COMMIT_MS, cond_applied_or_deposed, &lo);
+                        done = cond_applied(s, &lo.op);
                 }
+                if (!done)
+                        check_fail(s, "liveness: a proposal was not applied by every member within %d ms",
+                                   LIVENESS_COMMIT_MS);
         }
         if (!s->check.failed) {
                 /* Steady state: every operation must complete within a bound. */

@@ -449,6 +449,7 @@ static int node_start(Sim *s, SimNode *n) {
         n->alive = true;
         n->busy = false;
         n->seen_commit = raft_get_hard_state(n->raft).commit;
+        n->ready_commit = n->seen_commit;
         return 0;
 }
 
@@ -583,7 +584,11 @@ static void deliver(Sim *s, SimEvent *e) {
         RaftMessage m;
         int r;
 
-        if (!n || !n->exists || !n->alive || s->net.blocked[e->from][e->node]) {
+        /* Like etcd's transport, members drop traffic from removed members: without pre-vote
+         * and check-quorum, a removed node that missed its removal would keep disrupting the
+         * cluster with elections (thesis §4.2.3). */
+        if (!n || !n->exists || !n->alive || s->net.blocked[e->from][e->node] ||
+            (e->from <= SIM_MAX_NODES && (s->removed >> e->from & 1))) {
                 s->stat_dropped++;
                 if (e->len > 1 && e->buf[1] == RAFT_MSG_SNAP)
                         report_snap_later(s, e->from, e->node, false, s->now_ms);
@@ -646,6 +651,8 @@ static void apply_conf_change(Sim *s, SimNode *n, const RaftEntry *e) {
                 return;
         }
         note_conf(s, e->index, &n->conf);
+        if (cc.type == RAFT_CONF_REMOVE_NODE && cc.node_id <= SIM_MAX_NODES)
+                s->removed |= UINT64_C(1) << cc.node_id;
         if (cc.type != RAFT_CONF_REMOVE_NODE && cc.node_id <= SIM_MAX_NODES && !s->nodes[cc.node_id].exists)
                 (void) sim_add_node(s, cc.node_id);
 }
@@ -794,8 +801,13 @@ static bool start_ready(Sim *s, SimNode *n) {
         }
         if (rd->has_hard_state)
                 disk_write(n, (SimPendingWrite) { .type = W_HARD_STATE, .hs = rd->hard_state });
+        bool commits = rd->has_hard_state && rd->hard_state.commit > n->ready_commit;
+        if (rd->has_hard_state)
+                n->ready_commit = rd->hard_state.commit;
         if (!s->o.manual && ((rd->has_soft_state && rd->soft_state.role == RAFT_LEADER &&
                               roll(&s->rng_misc, n->crash_new_leader_permille)) ||
+                             (commits && raft_soft_state(n->raft).role == RAFT_LEADER &&
+                              roll(&s->rng_misc, n->crash_leader_commit_permille)) ||
                              roll(&s->rng_misc, n->crash_at_ready_permille))) {
                 sim_logf(s, "node %" PRIu64 " crashes in the middle of a Ready", n->id);
                 sim_crash(s, n->id);
@@ -1095,6 +1107,22 @@ size_t sim_deliver(Sim *s, uint64_t to, const uint64_t *drop_from, size_t n_drop
         }
         free(batch);
         return delivered;
+}
+
+size_t sim_drop_from(Sim *s, uint64_t from) {
+        size_t k = 0, dropped = 0;
+
+        for (size_t i = 0; i < s->n_inflight; i++) {
+                if (s->inflight[i].from == from) {
+                        free(s->inflight[i].buf);
+                        dropped++;
+                } else {
+                        s->inflight[k++] = s->inflight[i];
+                }
+        }
+        s->n_inflight = k;
+        sim_logf(s, "dropped %zu messages from %" PRIu64, dropped, from);
+        return dropped;
 }
 
 void sim_stabilize(Sim *s) {

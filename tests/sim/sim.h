@@ -84,6 +84,8 @@ typedef struct SimNode {
         unsigned auto_restart_ms;       /* restart this long after a crash during a Ready */
         unsigned crash_after_vote_permille;     /* crash right after granting a vote */
         unsigned crash_new_leader_permille;     /* crash in the first Ready as leader */
+        unsigned crash_leader_commit_permille;  /* crash a leader in a Ready that commits */
+        uint64_t ready_commit;          /* commit index of the last Ready */
         uint64_t seen_commit;           /* checker: commit index last seen */
 
         uint32_t *waiting_reads;        /* op ids with a read index, waiting for apply */
@@ -146,6 +148,7 @@ struct Sim {
         SimNemesisFunc nemesis;
         void *nemesis_userdata;
 
+        uint64_t removed;               /* bitmask of ids removed by an applied conf change */
         uint64_t latest_conf_index;     /* newest configuration applied anywhere */
         RaftConfState latest_conf;
 
@@ -183,6 +186,7 @@ int sim_client_write(Sim *s, unsigned client, uint64_t id, uint8_t key, uint64_t
 /* Manual mode. */
 size_t sim_deliver(Sim *s, uint64_t to, const uint64_t *drop_from, size_t n_drop);
 void sim_stabilize(Sim *s);
+size_t sim_drop_from(Sim *s, uint64_t from);    /* drops in-flight messages sent by 'from' */
 void sim_tick(Sim *s, uint64_t id, unsigned n);
 
 /* Checkers (sim-check.c). All record the first failure in s->check. */

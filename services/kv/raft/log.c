@@ -383,9 +383,6 @@ bool log_maybe_commit(RaftLog *l, uint64_t max_index, uint64_t term) {
         if (log_term(l, max_index) != term)
                 return false;
 #endif
-#ifdef RAFT_TESTING_BUG_NO_COMMIT_TERM_CHECK
-        if (log_term(l, max_index) != term) fprintf(stderr, "BUGPATH\n");
-#endif
         log_commit_to(l, max_index);
         return true;
 }

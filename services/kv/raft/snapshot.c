@@ -41,10 +41,10 @@ bool snapshot_restore(Raft *r, const RaftSnapshot *s) {
         if (conf_state_validate(cs) < 0)
                 return false;
         found = raft_conf_state_has(cs, r->id, NULL);
-        /* A node outside the snapshot's configuration ignores it (it may have been removed),
-         * unless it has no configuration at all: a new member being added may receive a
-         * snapshot older than the entry that adds it, and that entry follows. */
-        if (!found && (r->trk.conf.n_voters > 0 || r->trk.conf.n_learners > 0)) {
+        /* A member ignores a snapshot whose configuration does not include it (etcd's
+         * safeguard). A node that is not in its own configuration either is being added: the
+         * leader's latest snapshot may predate the entry that adds it, which follows. */
+        if (!found && raft_conf_state_has(&r->trk.conf, r->id, NULL)) {
                 raft_tracef(r, "ignoring snapshot at index %" PRIu64 ": not a member", s->metadata.index);
                 return false;
         }
