@@ -73,6 +73,7 @@ typedef struct Args {
         bool have_mask;
         uint64_t max_msg_size;          /* 0: varies with the seed */
         bool crash_profile;             /* only crash and isolation faults, more of them */
+        const char *expect_bug;         /* planted-bug mode: comma-separated failure prefixes */
 } Args;
 
 static void generate(Run *r) {
@@ -561,6 +562,19 @@ static int parse_u64(const char *s, uint64_t *ret) {
         return 0;
 }
 
+static bool failure_expected(const char *list, const char *failure) {
+        const char *p = list;
+
+        while (*p) {
+                size_t n = strcspn(p, ",");
+
+                if (n > 0 && strncmp(failure, p, n) == 0)
+                        return true;
+                p += n + (p[n] == ',');
+        }
+        return false;
+}
+
 static void help(void) {
         printf("sim-fuzz [OPTIONS]\n"
                "  --seed=N        first seed (default 1)\n"
@@ -574,6 +588,8 @@ static void help(void) {
                "  --no-minimize   report a failure without minimizing it\n"
                "  --max-msg-size=N  bytes of entries per MsgApp (default: varies with the seed)\n"
                "  --crash-profile   only crash and isolation faults, denser\n"
+               "  --expect-bug=A,B  planted-bug mode: exit 1 only for a failure starting with A or B,\n"
+               "                    0 otherwise (run it under ctest WILL_FAIL)\n"
                "  --verbose       one line per seed\n");
 }
 
@@ -591,6 +607,7 @@ int main(int argc, char **argv) {
                 { "verbose", no_argument, NULL, 'v' },
                 { "max-msg-size", required_argument, NULL, 'M' },
                 { "crash-profile", no_argument, NULL, 'C' },
+                { "expect-bug", required_argument, NULL, 'E' },
                 { "help", no_argument, NULL, 'h' },
                 {}
         };
@@ -611,6 +628,7 @@ int main(int argc, char **argv) {
                 case 'N': a.minimize = false; break;
                 case 'v': a.verbose = true; break;
                 case 'C': a.crash_profile = true; break;
+                case 'E': a.expect_bug = optarg; break;
                 case 'M': if (parse_u64(optarg, &a.max_msg_size) < 0) return 2; break;
                 case 'h': help(); return 0;
                 default: return 2;
@@ -638,6 +656,10 @@ int main(int argc, char **argv) {
                 if (k > 0) {
                         report_failure(&a, seed, failure);
                         printf("sim-fuzz: %" PRIu64 " passed, 1 failed (first failing seed %" PRIu64 ")\n", passed, seed);
+                        if (a.expect_bug && !failure_expected(a.expect_bug, failure)) {
+                                printf("sim-fuzz: the failure is not the one the planted bug should cause\n");
+                                return 0;
+                        }
                         return 1;
                 }
                 passed++;

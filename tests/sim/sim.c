@@ -1211,6 +1211,8 @@ int sim_new(Sim **ret, const SimOptions *o) {
                         oom();
                 disk_apply(n->ms, &(SimPendingWrite) { .type = W_SNAPSHOT, .snap = boot });
                 disk_apply(n->durable, &(SimPendingWrite) { .type = W_SNAPSHOT, .snap = boot });
+                disk_apply(n->ms, &(SimPendingWrite) { .type = W_HARD_STATE, .hs = { .term = 1, .commit = 1 } });
+                disk_apply(n->durable, &(SimPendingWrite) { .type = W_HARD_STATE, .hs = { .term = 1, .commit = 1 } });
                 s->max_id = (unsigned) id;
                 r = node_start(s, n);
                 if (r < 0) {

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Private to the Raft core: the Raft struct and the functions its files share. Nothing outside
- * services/kv/raft/ may include this (the simulator and unit tests use raft.h only). */
+/* Private to the Raft core: the Raft struct and the functions its files share. Only the core and
+ * its unit tests (tests/unit/raft/) include this; the simulator and the KV use raft.h. */
 #pragma once
 
 #include <stdarg.h>

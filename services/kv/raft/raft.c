@@ -437,6 +437,15 @@ int raft_new(Raft **ret, const RaftConfig *c, const RaftStorage *s) {
                 }
                 raft_load_state(r, &hs);
         }
+        /* A node's term is never below the term of its last entry. Storage can say otherwise
+         * after a torn write (entries durable, the hard state written with them not) or a
+         * bootstrap that only wrote a snapshot. No vote was sent in the newer term (votes are
+         * sent only once durable), so adopting it without a vote is safe; the next Ready
+         * persists it. */
+        if (r->term < log_last_term(&r->log)) {
+                r->term = log_last_term(&r->log);
+                r->vote = RAFT_NONE;
+        }
         if (c->applied > 0) {
                 if (c->applied > r->log.committed || c->applied < r->log.applied) {
                         k = -EINVAL;
@@ -449,7 +458,7 @@ int raft_new(Raft **ret, const RaftConfig *c, const RaftStorage *s) {
                 r->is_learner = pr && pr->is_learner;
         }
         raft_become_follower(r, r->term, RAFT_NONE);
-        r->prev_hard = raft_hard_state(r);
+        r->prev_hard = hs;
         r->prev_soft = (RaftSoftState) { .lead = r->lead, .role = r->state };
         if (r->log.error < 0) {
                 k = r->log.error;
