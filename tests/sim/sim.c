@@ -586,9 +586,9 @@ static void deliver(Sim *s, SimEvent *e) {
 
         /* Like etcd's transport, members drop traffic from removed members: without pre-vote
          * and check-quorum, a removed node that missed its removal would keep disrupting the
-         * cluster with elections (thesis §4.2.3). */
+         * cluster with elections (thesis §4.2.3). Scripts show the core's own behavior. */
         if (!n || !n->exists || !n->alive || s->net.blocked[e->from][e->node] ||
-            (e->from <= SIM_MAX_NODES && (s->removed >> e->from & 1))) {
+            (!s->o.manual && e->from <= SIM_MAX_NODES && (s->removed >> e->from & 1))) {
                 s->stat_dropped++;
                 if (e->len > 1 && e->buf[1] == RAFT_MSG_SNAP)
                         report_snap_later(s, e->from, e->node, false, s->now_ms);
