@@ -75,7 +75,7 @@ static void check_leader_completeness(Sim *s, SimNode *n, uint64_t term) {
 
                 if (c->committed[i].term == 0)
                         continue;
-                r = raft_log_term(n->raft, i, &t);
+                r = raft_term_at(n->raft, i, &t);
                 if (r == -ENOENT)
                         continue;       /* compacted: inside the snapshot it restored */
                 if (r < 0 || t != c->committed[i].term) {
@@ -99,7 +99,7 @@ static void check_commit(Sim *s, SimNode *n) {
         for (uint64_t i = n->seen_commit + 1; i <= commit; i++) {
                 uint64_t t;
 
-                if (raft_log_term(n->raft, i, &t) < 0)
+                if (raft_term_at(n->raft, i, &t) < 0)
                         continue;       /* compacted: came with a snapshot */
                 if (c->committed[i].term == 0) {
                         c->committed[i].term = t;
@@ -181,7 +181,7 @@ void check_persisted(Sim *s, SimNode *n, const RaftEntry *es, size_t k) {
                         prev = es[i - 1].term;
                         prev_known = true;
                 } else {
-                        prev_known = raft_log_term(n->raft, e->index - 1, &prev) == 0;
+                        prev_known = raft_term_at(n->raft, e->index - 1, &prev) == 0;
                 }
                 slot = entry_slot(c, e->index, e->term);
                 if (!slot->used) {

@@ -162,7 +162,7 @@ static void print_log(Ctx *c, uint64_t id) {
         for (uint64_t i = st.first_index; i <= st.last_index; i++) {
                 uint64_t t = 0;
 
-                (void) raft_log_term(n->raft, i, &t);
+                (void) raft_term_at(n->raft, i, &t);
                 fprintf(c->out, " %" PRIu64 "/%" PRIu64, t, i);
         }
         fputc('\n', c->out);

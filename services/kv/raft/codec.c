@@ -127,7 +127,7 @@ int raft_message_encode(const RaftMessage *m, uint8_t *buf, size_t size) {
         for (size_t i = 0; i < m->n_entries; i++)
                 if (m->entries[i].len > UINT32_MAX)
                         return -EINVAL;
-        if (m->snapshot && conf_state_validate(&m->snapshot->metadata.conf_state) < 0)
+        if (m->snapshot && raft_conf_state_validate(&m->snapshot->metadata.conf_state) < 0)
                 return -EINVAL;
         if (raft_message_encoded_size(m) > INT32_MAX)
                 return -E2BIG;
@@ -173,7 +173,7 @@ static bool get_conf_state(Reader *r, RaftConfState *cs) {
                 return false;
         for (uint32_t i = 0; i < cs->n_learners; i++)
                 cs->learners[i] = get_u64(r);
-        return !r->bad && conf_state_validate(cs) == 0;
+        return !r->bad && raft_conf_state_validate(cs) == 0;
 }
 
 /* Reads one entry header and returns its payload (pointing into the input). */
@@ -194,7 +194,7 @@ static bool get_entry(Reader *r, RaftEntry *e) {
 }
 
 int raft_message_decode(const uint8_t *buf, size_t size, const RaftAllocator *a, RaftMessage *ret) {
-        Reader rd = { .p = buf, .end = buf + size };
+        Reader rd;
         RaftMessage m = {};
         const uint8_t *ctx, *entries_start, *snap_data = NULL;
         RaftSnapshotMeta meta = {};
@@ -206,6 +206,7 @@ int raft_message_decode(const uint8_t *buf, size_t size, const RaftAllocator *a,
 
         if (!buf && size > 0)
                 return -EINVAL;
+        rd = (Reader) { .p = buf, .end = buf ? buf + size : buf };
         /* Pass 1: validate and measure. */
         version = get_u8(&rd);
         type = get_u8(&rd);
@@ -343,12 +344,13 @@ int raft_conf_change_encode(const RaftConfChange *cc, uint8_t *buf, size_t size)
 }
 
 int raft_conf_change_decode(const uint8_t *buf, size_t size, RaftConfChange *ret) {
-        Reader rd = { .p = buf, .end = buf + size };
         RaftConfChange cc = {};
         uint8_t version, type;
+        Reader rd;
 
         if (!buf)
                 return -EBADMSG;
+        rd = (Reader) { .p = buf, .end = buf + size };
         version = get_u8(&rd);
         type = get_u8(&rd);
         cc.node_id = get_u64(&rd);
@@ -384,11 +386,12 @@ int raft_entry_encode(const RaftEntry *e, uint8_t *buf, size_t size) {
 }
 
 int raft_entry_decode(const uint8_t *buf, size_t size, RaftEntry *ret) {
-        Reader rd = { .p = buf, .end = buf + size };
         RaftEntry e;
+        Reader rd;
 
         if (!buf)
                 return -EBADMSG;
+        rd = (Reader) { .p = buf, .end = buf + size };
         if (get_u8(&rd) != RAFT_CODEC_VERSION || rd.bad)
                 return -EBADMSG;
         if (!get_entry(&rd, &e) || rd.p - buf > INT32_MAX)

@@ -93,8 +93,8 @@ static int conf_after(const RaftConfState *cur, const RaftConfChange *cc, RaftCo
         return 0;
 }
 
-void confchange_switch_to_config(Raft *r) {
-        Progress *pr = tracker_get(&r->trk, r->id);
+void raft_confchange_switch_to_config(Raft *r) {
+        Progress *pr = raft_tracker_get(&r->trk, r->id);
 
         r->is_learner = pr && pr->is_learner;
         if ((!pr || r->is_learner) && r->state == RAFT_LEADER) {
@@ -108,30 +108,30 @@ void confchange_switch_to_config(Raft *r) {
                 return;
         /* The quorum changed: maybe something commits now, and new members need entries. */
         if (raft_maybe_commit(r)) {
-                readindex_release_pending(r);
-                replication_bcast_append(r);
+                raft_readindex_release_pending(r);
+                raft_replication_bcast_append(r);
         } else {
                 for (size_t i = 0; i < r->trk.n; i++)
                         if (r->trk.prs[i].id != r->id)
-                                (void) replication_maybe_send_append(r, r->trk.prs[i].id, false);
+                                (void) raft_replication_maybe_send_append(r, r->trk.prs[i].id, false);
         }
-        if (r->lead_transferee != RAFT_NONE && !tracker_is_voter(&r->trk, r->lead_transferee))
+        if (r->lead_transferee != RAFT_NONE && !raft_tracker_is_voter(&r->trk, r->lead_transferee))
                 raft_abort_leader_transfer(r);
 }
 
-int confchange_apply(Raft *r, const RaftConfChange *cc, RaftConfState *ret_cs) {
+int raft_confchange_apply(Raft *r, const RaftConfChange *cc, RaftConfState *ret_cs) {
         RaftConfState n;
         int k;
 
         k = conf_after(&r->trk.conf, cc, &n);
         if (k < 0)
                 return k;
-        k = tracker_set_conf(&r->trk, &r->alloc, &n, log_last_index(&r->log) + 1);
+        k = raft_tracker_set_conf(&r->trk, &r->alloc, &n, raft_log_last_index(&r->log) + 1);
         if (k < 0)
                 return k;
         raft_tracef(r, "applied conf change %s %" PRIu64 ": %u voters, %u learners",
                     raft_conf_change_type_to_string(cc->type), cc->node_id, n.n_voters, n.n_learners);
-        confchange_switch_to_config(r);
+        raft_confchange_switch_to_config(r);
         if (ret_cs)
                 *ret_cs = r->trk.conf;
         return 0;
@@ -139,7 +139,7 @@ int confchange_apply(Raft *r, const RaftConfChange *cc, RaftConfState *ret_cs) {
 
 /* Decides whether the leader may append a conf change entry. A refused local proposal fails;
  * a refused forwarded one is replaced by an empty entry, like etcd, so the batch stays intact. */
-int confchange_check_proposal(Raft *r, RaftEntry *e, bool local) {
+int raft_confchange_check_proposal(Raft *r, RaftEntry *e, bool local) {
         RaftConfChange cc;
         RaftConfState n;
         int k;
@@ -152,7 +152,7 @@ int confchange_check_proposal(Raft *r, RaftEntry *e, bool local) {
                    conf_after(&r->trk.conf, &cc, &n) < 0) {
                 k = -EINVAL;
         } else {
-                Progress *pr = tracker_get(&r->trk, cc.node_id);
+                Progress *pr = raft_tracker_get(&r->trk, cc.node_id);
 
                 k = 0;
                 /* Promote only a learner that holds everything committed so far, so that the new

@@ -18,7 +18,7 @@ static bool has_unapplied_conf_change(Raft *r) {
 
         if (r->log.committed <= r->log.applied)
                 return false;
-        if (log_slice(&r->log, r->log.applied + 1, r->log.committed + 1, RAFT_NO_LIMIT, v) < 0)
+        if (raft_log_slice(&r->log, r->log.applied + 1, r->log.committed + 1, RAFT_NO_LIMIT, v) < 0)
                 return true;    /* cannot tell: be conservative */
         for (size_t i = 0; i < v->n; i++)
                 if (v->e[i].type == RAFT_ENTRY_CONF_CHANGE)
@@ -26,7 +26,7 @@ static bool has_unapplied_conf_change(Raft *r) {
         return false;
 }
 
-void election_hup(Raft *r, CampaignType t) {
+void raft_election_hup(Raft *r, CampaignType t) {
         if (r->state == RAFT_LEADER)
                 return;
         if (!raft_promotable(r))
@@ -35,10 +35,10 @@ void election_hup(Raft *r, CampaignType t) {
                 raft_tracef(r, "cannot campaign at term %" PRIu64 ": unapplied conf change", r->term);
                 return;
         }
-        election_campaign(r, t);
+        raft_election_campaign(r, t);
 }
 
-void election_campaign(Raft *r, CampaignType t) {
+void raft_election_campaign(Raft *r, CampaignType t) {
         RaftMessageType vote_msg;
         uint64_t term;
 
@@ -55,9 +55,9 @@ void election_campaign(Raft *r, CampaignType t) {
                 term = r->term;
         }
         /* Vote for ourselves; a single-voter cluster wins at once. */
-        if (tracker_record_vote(&r->trk, r->id, true, NULL, NULL) == VOTE_WON) {
+        if (raft_tracker_record_vote(&r->trk, r->id, true, NULL, NULL) == VOTE_WON) {
                 if (t == CAMPAIGN_PRE_ELECTION)
-                        election_campaign(r, CAMPAIGN_ELECTION);
+                        raft_election_campaign(r, CAMPAIGN_ELECTION);
                 else
                         raft_become_leader(r);
                 return;
@@ -68,8 +68,8 @@ void election_campaign(Raft *r, CampaignType t) {
                         .type = vote_msg,
                         .to = id,
                         .term = term,
-                        .index = log_last_index(&r->log),
-                        .log_term = log_last_term(&r->log),
+                        .index = raft_log_last_index(&r->log),
+                        .log_term = raft_log_last_term(&r->log),
                 };
 
                 if (id == r->id)
@@ -82,14 +82,14 @@ void election_campaign(Raft *r, CampaignType t) {
         }
 }
 
-void election_handle_vote_request(Raft *r, const RaftMessage *m) {
+void raft_election_handle_vote_request(Raft *r, const RaftMessage *m) {
         /* We can vote if this is a repeat of a vote we already cast, or we have not voted and do
          * not know a leader in this term, or this is a pre-vote for a future term. */
         bool can_vote = r->vote == m->from ||
                         (r->vote == RAFT_NONE && r->lead == RAFT_NONE) ||
                         (m->type == RAFT_MSG_PRE_VOTE && m->term > r->term);
 
-        if (can_vote && log_is_up_to_date(&r->log, m->index, m->log_term)) {
+        if (can_vote && raft_log_is_up_to_date(&r->log, m->index, m->log_term)) {
                 /* The response carries the request's term: a pre-vote grant is for the future term
                  * and must be recognizable as such by the pre-candidate. */
                 raft_send(r, &(RaftMessage) { .to = m->from, .term = m->term,
@@ -107,7 +107,7 @@ void election_handle_vote_request(Raft *r, const RaftMessage *m) {
         }
 }
 
-int election_step_candidate(Raft *r, const RaftMessage *m) {
+int raft_election_step_candidate(Raft *r, const RaftMessage *m) {
         RaftMessageType my_resp = r->state == RAFT_PRE_CANDIDATE ? RAFT_MSG_PRE_VOTE_RESP
                                                                  : RAFT_MSG_VOTE_RESP;
 
@@ -116,15 +116,15 @@ int election_step_candidate(Raft *r, const RaftMessage *m) {
                 return -ENOTCONN;
         case RAFT_MSG_APP:
                 raft_become_follower(r, m->term, m->from);
-                replication_handle_append(r, m);
+                raft_replication_handle_append(r, m);
                 return 0;
         case RAFT_MSG_HEARTBEAT:
                 raft_become_follower(r, m->term, m->from);
-                replication_handle_heartbeat(r, m);
+                raft_replication_handle_heartbeat(r, m);
                 return 0;
         case RAFT_MSG_SNAP:
                 raft_become_follower(r, m->term, m->from);
-                snapshot_handle(r, m);
+                raft_snapshot_handle(r, m);
                 return 0;
         case RAFT_MSG_READ_INDEX:
         case RAFT_MSG_TRANSFER_LEADER:
@@ -133,13 +133,13 @@ int election_step_candidate(Raft *r, const RaftMessage *m) {
                 break;
         }
         if (m->type == my_resp) {
-                switch (tracker_record_vote(&r->trk, m->from, !m->reject, NULL, NULL)) {
+                switch (raft_tracker_record_vote(&r->trk, m->from, !m->reject, NULL, NULL)) {
                 case VOTE_WON:
                         if (r->state == RAFT_PRE_CANDIDATE) {
-                                election_campaign(r, CAMPAIGN_ELECTION);
+                                raft_election_campaign(r, CAMPAIGN_ELECTION);
                         } else {
                                 raft_become_leader(r);
-                                replication_bcast_append(r);
+                                raft_replication_bcast_append(r);
                         }
                         break;
                 case VOTE_LOST:
@@ -154,7 +154,7 @@ int election_step_candidate(Raft *r, const RaftMessage *m) {
         return 0;
 }
 
-void election_tick(Raft *r) {
+void raft_election_tick(Raft *r) {
         r->election_elapsed++;
         if (raft_promotable(r) && raft_past_election_timeout(r)) {
                 r->election_elapsed = 0;
@@ -162,7 +162,7 @@ void election_tick(Raft *r) {
         }
 }
 
-void election_tick_heartbeat(Raft *r) {
+void raft_election_tick_heartbeat(Raft *r) {
         r->heartbeat_elapsed++;
         r->election_elapsed++;
         if (r->election_elapsed >= r->election_timeout) {

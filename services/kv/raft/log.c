@@ -22,7 +22,7 @@ static void entry_free_data(RaftLog *l, RaftEntry *e) {
         e->data = NULL;
 }
 
-static void snapshot_free(const RaftAllocator *a, RaftSnapshot *s) {
+static void raft_snapshot_free(const RaftAllocator *a, RaftSnapshot *s) {
         if (!s)
                 return;
         raft_mfree(a, s->data);
@@ -92,7 +92,7 @@ static void unstable_truncate_tail(RaftLog *l, uint64_t to) {
 
 /* ---- the log ---- */
 
-int log_init(RaftLog *l, const RaftStorage *s, const RaftAllocator *a, uint64_t max_next_ents_size) {
+int raft_log_init(RaftLog *l, const RaftStorage *s, const RaftAllocator *a, uint64_t max_next_ents_size) {
         uint64_t fi, li;
         int r;
 
@@ -111,18 +111,18 @@ int log_init(RaftLog *l, const RaftStorage *s, const RaftAllocator *a, uint64_t 
         return 0;
 }
 
-void log_done(RaftLog *l) {
+void raft_log_done(RaftLog *l) {
         Unstable *u = &l->unstable;
 
         for (size_t i = 0; i < u->n; i++)
                 entry_free_data(l, &u->entries[i]);
         raft_mfree(l->alloc, u->entries);
-        snapshot_free(l->alloc, u->snapshot);
-        entry_vec_done(&l->scratch, l->alloc);
+        raft_snapshot_free(l->alloc, u->snapshot);
+        raft_entry_vec_done(&l->scratch, l->alloc);
         *u = (Unstable) {};
 }
 
-uint64_t log_first_index(RaftLog *l) {
+uint64_t raft_log_first_index(RaftLog *l) {
         uint64_t i;
         int r;
 
@@ -136,7 +136,7 @@ uint64_t log_first_index(RaftLog *l) {
         return i;
 }
 
-uint64_t log_last_index(RaftLog *l) {
+uint64_t raft_log_last_index(RaftLog *l) {
         uint64_t i;
         int r;
 
@@ -150,14 +150,14 @@ uint64_t log_last_index(RaftLog *l) {
         return i;
 }
 
-int log_term_checked(RaftLog *l, uint64_t i, uint64_t *ret) {
+int raft_log_term_checked(RaftLog *l, uint64_t i, uint64_t *ret) {
         uint64_t t;
         int r;
 
         /* The valid range is [index of the dummy entry, last index]. */
-        if (i + 1 < log_first_index(l))
+        if (i + 1 < raft_log_first_index(l))
                 return -ENOENT;
-        if (i > log_last_index(l))
+        if (i > raft_log_last_index(l))
                 return -EAGAIN;
         if (unstable_maybe_term(&l->unstable, i, &t)) {
                 *ret = t;
@@ -170,28 +170,28 @@ int log_term_checked(RaftLog *l, uint64_t i, uint64_t *ret) {
         return 0;
 }
 
-uint64_t log_term(RaftLog *l, uint64_t i) {
+uint64_t raft_log_term(RaftLog *l, uint64_t i) {
         uint64_t t;
 
-        return log_term_checked(l, i, &t) < 0 ? 0 : t;
+        return raft_log_term_checked(l, i, &t) < 0 ? 0 : t;
 }
 
-uint64_t log_last_term(RaftLog *l) {
-        return log_term(l, log_last_index(l));
+uint64_t raft_log_last_term(RaftLog *l) {
+        return raft_log_term(l, raft_log_last_index(l));
 }
 
-bool log_match_term(RaftLog *l, uint64_t i, uint64_t term) {
+bool raft_log_match_term(RaftLog *l, uint64_t i, uint64_t term) {
         uint64_t t;
 
-        if (log_term_checked(l, i, &t) < 0)
+        if (raft_log_term_checked(l, i, &t) < 0)
                 return false;
         return t == term;
 }
 
-bool log_is_up_to_date(RaftLog *l, uint64_t lasti, uint64_t term) {
-        uint64_t lt = log_last_term(l);
+bool raft_log_is_up_to_date(RaftLog *l, uint64_t lasti, uint64_t term) {
+        uint64_t lt = raft_log_last_term(l);
 
-        return term > lt || (term == lt && lasti >= log_last_index(l));
+        return term > lt || (term == lt && lasti >= raft_log_last_index(l));
 }
 
 static void limit_size(EntryVec *v, uint64_t max_size) {
@@ -209,18 +209,18 @@ static void limit_size(EntryVec *v, uint64_t max_size) {
         v->n = k;
 }
 
-int log_slice(RaftLog *l, uint64_t lo, uint64_t hi, uint64_t max_size, EntryVec *out) {
+int raft_log_slice(RaftLog *l, uint64_t lo, uint64_t hi, uint64_t max_size, EntryVec *out) {
         Unstable *u = &l->unstable;
         int r;
 
         out->n = 0;
         raft_assert(lo <= hi);
-        if (lo < log_first_index(l))
+        if (lo < raft_log_first_index(l))
                 return -ENOENT;
-        raft_assert(hi <= log_last_index(l) + 1);
+        raft_assert(hi <= raft_log_last_index(l) + 1);
         if (lo == hi)
                 return 0;
-        r = entry_vec_reserve(out, l->alloc, (size_t) (hi - lo));
+        r = raft_entry_vec_reserve(out, l->alloc, (size_t) (hi - lo));
         if (r < 0)
                 return r;
         if (lo < u->offset) {
@@ -302,7 +302,7 @@ static int unstable_truncate_and_append(RaftLog *l, const RaftEntry *ents, size_
         return 0;
 }
 
-int log_append(RaftLog *l, const RaftEntry *ents, size_t n, uint64_t *ret_last) {
+int raft_log_append(RaftLog *l, const RaftEntry *ents, size_t n, uint64_t *ret_last) {
         int r;
 
         if (n > 0) {
@@ -315,23 +315,23 @@ int log_append(RaftLog *l, const RaftEntry *ents, size_t n, uint64_t *ret_last) 
                         return r;
         }
         if (ret_last)
-                *ret_last = log_last_index(l);
+                *ret_last = raft_log_last_index(l);
         return 0;
 }
 
 static uint64_t find_conflict(RaftLog *l, const RaftEntry *ents, size_t n) {
         for (size_t i = 0; i < n; i++)
-                if (!log_match_term(l, ents[i].index, ents[i].term))
+                if (!raft_log_match_term(l, ents[i].index, ents[i].term))
                         return ents[i].index;
         return 0;
 }
 
-int log_maybe_append(RaftLog *l, uint64_t index, uint64_t log_term_, uint64_t committed,
+int raft_log_maybe_append(RaftLog *l, uint64_t index, uint64_t log_term_, uint64_t committed,
                      const RaftEntry *ents, size_t n, uint64_t *ret_last) {
         uint64_t lastnewi, ci;
         int r;
 
-        if (!log_match_term(l, index, log_term_))
+        if (!raft_log_match_term(l, index, log_term_))
                 return 0;
         lastnewi = index + n;
         ci = find_conflict(l, ents, n);
@@ -339,21 +339,21 @@ int log_maybe_append(RaftLog *l, uint64_t index, uint64_t log_term_, uint64_t co
                 /* Never overwrite a committed entry: that would break state machine safety. */
                 raft_assert(ci > l->committed);
                 raft_assert(ci - (index + 1) < n);
-                r = log_append(l, ents + (ci - (index + 1)), (size_t) (n - (ci - (index + 1))), NULL);
+                r = raft_log_append(l, ents + (ci - (index + 1)), (size_t) (n - (ci - (index + 1))), NULL);
                 if (r < 0)
                         return r;
         }
-        log_commit_to(l, RAFT_MIN(committed, lastnewi));
+        raft_log_commit_to(l, RAFT_MIN(committed, lastnewi));
         *ret_last = lastnewi;
         return 1;
 }
 
-uint64_t log_find_conflict_by_term(RaftLog *l, uint64_t index, uint64_t term, uint64_t *ret_term) {
+uint64_t raft_log_find_conflict_by_term(RaftLog *l, uint64_t index, uint64_t term, uint64_t *ret_term) {
         for (; index > 0; index--) {
                 uint64_t t;
 
                 /* Unknown term (compacted or unavailable): assume a possible match. */
-                if (log_term_checked(l, index, &t) < 0) {
+                if (raft_log_term_checked(l, index, &t) < 0) {
                         *ret_term = 0;
                         return index;
                 }
@@ -366,35 +366,35 @@ uint64_t log_find_conflict_by_term(RaftLog *l, uint64_t index, uint64_t term, ui
         return 0;
 }
 
-void log_commit_to(RaftLog *l, uint64_t tocommit) {
+void raft_log_commit_to(RaftLog *l, uint64_t tocommit) {
         if (l->committed >= tocommit)
                 return;
         /* Commit never passes the last index. */
-        raft_assert(tocommit <= log_last_index(l));
+        raft_assert(tocommit <= raft_log_last_index(l));
         l->committed = tocommit;
 }
 
-bool log_maybe_commit(RaftLog *l, uint64_t max_index, uint64_t term) {
+bool raft_log_maybe_commit(RaftLog *l, uint64_t max_index, uint64_t term) {
         if (max_index <= l->committed)
                 return false;
 #ifndef RAFT_TESTING_BUG_NO_COMMIT_TERM_CHECK
         /* Only entries of the leader's own term are committed by counting replicas (Raft paper
          * §5.4.2, Figure 8); earlier ones are committed indirectly. */
-        if (log_term(l, max_index) != term)
+        if (raft_log_term(l, max_index) != term)
                 return false;
 #endif
-        log_commit_to(l, max_index);
+        raft_log_commit_to(l, max_index);
         return true;
 }
 
-void log_applied_to(RaftLog *l, uint64_t i) {
+void raft_log_applied_to(RaftLog *l, uint64_t i) {
         if (i == 0)
                 return;
         raft_assert(i <= l->committed && i >= l->applied);
         l->applied = i;
 }
 
-void log_stable_to(RaftLog *l, uint64_t i, uint64_t t) {
+void raft_log_stable_to(RaftLog *l, uint64_t i, uint64_t t) {
         uint64_t gt;
 
         /* Only if the entry is still the one that was persisted: a newer leader may have
@@ -404,16 +404,16 @@ void log_stable_to(RaftLog *l, uint64_t i, uint64_t t) {
         unstable_drop_front(l, i + 1);
 }
 
-void log_stable_snap_to(RaftLog *l, uint64_t i) {
+void raft_log_stable_snap_to(RaftLog *l, uint64_t i) {
         Unstable *u = &l->unstable;
 
         if (u->snapshot && u->snapshot->metadata.index == i) {
-                snapshot_free(l->alloc, u->snapshot);
+                raft_snapshot_free(l->alloc, u->snapshot);
                 u->snapshot = NULL;
         }
 }
 
-int log_restore(RaftLog *l, const RaftSnapshot *s) {
+int raft_log_restore(RaftLog *l, const RaftSnapshot *s) {
         Unstable *u = &l->unstable;
         RaftSnapshot *c;
 
@@ -430,33 +430,33 @@ int log_restore(RaftLog *l, const RaftSnapshot *s) {
                 }
         }
         unstable_truncate_tail(l, u->offset);
-        snapshot_free(l->alloc, u->snapshot);
+        raft_snapshot_free(l->alloc, u->snapshot);
         u->snapshot = c;
         u->offset = s->metadata.index + 1;
         l->committed = s->metadata.index;
         return 0;
 }
 
-bool log_has_next_ents(RaftLog *l) {
-        uint64_t off = RAFT_MAX(l->applied + 1, log_first_index(l));
+bool raft_log_has_next_ents(RaftLog *l) {
+        uint64_t off = RAFT_MAX(l->applied + 1, raft_log_first_index(l));
 
         return l->committed + 1 > off;
 }
 
-int log_next_ents(RaftLog *l, EntryVec *out) {
-        uint64_t off = RAFT_MAX(l->applied + 1, log_first_index(l));
+int raft_log_next_ents(RaftLog *l, EntryVec *out) {
+        uint64_t off = RAFT_MAX(l->applied + 1, raft_log_first_index(l));
 
         out->n = 0;
         if (l->committed + 1 <= off)
                 return 0;
-        return log_slice(l, off, l->committed + 1, l->max_next_ents_size, out);
+        return raft_log_slice(l, off, l->committed + 1, l->max_next_ents_size, out);
 }
 
-bool log_has_pending_snapshot(RaftLog *l) {
+bool raft_log_has_pending_snapshot(RaftLog *l) {
         return l->unstable.snapshot != NULL;
 }
 
-int log_snapshot(RaftLog *l, const RaftSnapshot **ret) {
+int raft_log_snapshot(RaftLog *l, const RaftSnapshot **ret) {
         int r;
 
         if (l->unstable.snapshot) {

@@ -216,7 +216,7 @@ int raft_memory_storage_apply_snapshot(RaftMemoryStorage *ms, const RaftSnapshot
 
         if (ms->snapshot.metadata.index >= snap->metadata.index)
                 return -ESTALE;
-        if (conf_state_validate(&snap->metadata.conf_state) < 0)
+        if (raft_conf_state_validate(&snap->metadata.conf_state) < 0)
                 return -EINVAL;
         r = set_snapshot(ms, &snap->metadata, snap->data, snap->len);
         if (r < 0)
@@ -236,7 +236,7 @@ int raft_memory_storage_create_snapshot(RaftMemoryStorage *ms, uint64_t index,
                 return -ESTALE;
         if (index > raft_memory_storage_last_index(ms) || index < offset)
                 return -EINVAL;
-        if (conf_state_validate(cs) < 0)
+        if (raft_conf_state_validate(cs) < 0)
                 return -EINVAL;
         meta = (RaftSnapshotMeta) { .index = index, .term = ms->ents[index - offset].term,
                                     .conf_state = *cs };

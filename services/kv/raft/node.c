@@ -35,7 +35,7 @@ static int leave(Raft *r, int k) {
                 return r->error;
         }
         /* Commit never passes the last index. */
-        raft_assert(r->log.committed <= log_last_index(&r->log));
+        raft_assert(r->log.committed <= raft_log_last_index(&r->log));
         raft_assert(r->log.applied <= r->log.committed);
         return k;
 }
@@ -60,7 +60,7 @@ int raft_step(Raft *r, const RaftMessage *m) {
                 return -EINVAL;
         if (m->type == RAFT_MSG_SNAP && !m->snapshot)
                 return -EINVAL;
-        if (is_response_msg(m->type) && !tracker_get(&r->trk, m->from))
+        if (is_response_msg(m->type) && !raft_tracker_get(&r->trk, m->from))
                 return -ENOENT;
         k = raft_step_internal(r, m);
         return leave(r, k);
@@ -147,7 +147,7 @@ static void flush_pending_bcast(Raft *r) {
                 return;
         r->pending_bcast = false;
         if (r->state == RAFT_LEADER)
-                replication_bcast_append(r);
+                raft_replication_bcast_append(r);
 }
 
 static bool hard_state_equal(const RaftHardState *a, const RaftHardState *b) {
@@ -165,10 +165,10 @@ bool raft_has_ready(Raft *r) {
         hs = raft_hard_state(r);
         return r->lead != r->prev_soft.lead || r->state != r->prev_soft.role ||
                !hard_state_equal(&hs, &r->prev_hard) ||
-               log_has_pending_snapshot(&r->log) ||
+               raft_log_has_pending_snapshot(&r->log) ||
                o->n_msgs > 0 || o->n_read_states > 0 ||
                r->log.unstable.n > 0 ||
-               log_has_next_ents(&r->log);
+               raft_log_has_next_ents(&r->log);
 }
 
 int raft_ready(Raft *r, RaftReady *ret) {
@@ -182,7 +182,7 @@ int raft_ready(Raft *r, RaftReady *ret) {
         if (!ret)
                 return -EINVAL;
         flush_pending_bcast(r);
-        k = log_next_ents(&r->log, &r->ready_committed);
+        k = raft_log_next_ents(&r->log, &r->ready_committed);
         if (k < 0)
                 return leave(r, k);
 
@@ -238,17 +238,17 @@ int raft_advance(Raft *r, const RaftReady *rd) {
         else if (rd->snapshot)
                 applied = rd->snapshot->metadata.index;
         if (applied > r->log.applied)
-                log_applied_to(&r->log, applied);
+                raft_log_applied_to(&r->log, applied);
         if (rd->n_entries > 0) {
                 const RaftEntry *e = &rd->entries[rd->n_entries - 1];
-                log_stable_to(&r->log, e->index, e->term);
+                raft_log_stable_to(&r->log, e->index, e->term);
         }
         if (rd->snapshot)
-                log_stable_snap_to(&r->log, rd->snapshot->metadata.index);
+                raft_log_stable_snap_to(&r->log, rd->snapshot->metadata.index);
         o = &r->outbox[r->cur ^ 1];
         o->n_msgs = 0;
         o->n_read_states = 0;
-        arena_reset(&o->arena, &r->alloc);
+        raft_arena_reset(&o->arena, &r->alloc);
         r->ready_committed.n = 0;
         r->ready_outstanding = false;
         return leave(r, 0);
@@ -262,7 +262,7 @@ int raft_apply_conf_change(Raft *r, const RaftConfChange *cc, RaftConfState *ret
                 return -EINVAL;
         if (r->error < 0)
                 return r->error;
-        k = confchange_apply(r, cc, ret_cs);
+        k = raft_confchange_apply(r, cc, ret_cs);
         return k < 0 ? k : leave(r, k);
 }
 
@@ -272,8 +272,8 @@ void raft_status(Raft *r, RaftStatus *ret) {
                 .hard_state = raft_hard_state(r),
                 .soft_state = { .lead = r->lead, .role = r->state },
                 .applied = r->log.applied,
-                .first_index = log_first_index(&r->log),
-                .last_index = log_last_index(&r->log),
+                .first_index = raft_log_first_index(&r->log),
+                .last_index = raft_log_last_index(&r->log),
                 .lead_transferee = r->lead_transferee,
                 .conf_state = r->trk.conf,
         };
@@ -302,6 +302,6 @@ RaftHardState raft_get_hard_state(Raft *r) {
         return raft_hard_state(r);
 }
 
-int raft_log_term(Raft *r, uint64_t i, uint64_t *ret_term) {
-        return log_term_checked(&r->log, i, ret_term);
+int raft_term_at(Raft *r, uint64_t i, uint64_t *ret_term) {
+        return raft_log_term_checked(&r->log, i, ret_term);
 }

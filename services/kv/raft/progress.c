@@ -7,22 +7,22 @@
 
 #include "raft-internal.h"
 
-void inflights_reset(Inflights *in) {
+void raft_inflights_reset(Inflights *in) {
         in->start = in->count = 0;
 }
 
-bool inflights_full(const Inflights *in) {
+bool raft_inflights_full(const Inflights *in) {
         return in->count == in->size;
 }
 
-void inflights_add(Inflights *in, uint64_t index) {
-        raft_assert(!inflights_full(in));
+void raft_inflights_add(Inflights *in, uint64_t index) {
+        raft_assert(!raft_inflights_full(in));
         in->buffer[(in->start + in->count) % in->size] = index;
         in->count++;
 }
 
 /* Frees the in-flight messages whose last index is <= to. */
-void inflights_free_le(Inflights *in, uint64_t to) {
+void raft_inflights_free_le(Inflights *in, uint64_t to) {
         while (in->count > 0 && in->buffer[in->start] <= to) {
                 in->start = (in->start + 1) % in->size;
                 in->count--;
@@ -31,42 +31,42 @@ void inflights_free_le(Inflights *in, uint64_t to) {
                 in->start = 0;
 }
 
-void inflights_free_first_one(Inflights *in) {
+void raft_inflights_free_first_one(Inflights *in) {
         if (in->count > 0)
-                inflights_free_le(in, in->buffer[in->start]);
+                raft_inflights_free_le(in, in->buffer[in->start]);
 }
 
-void progress_reset_state(Progress *pr, RaftProgressState state) {
+void raft_progress_reset_state(Progress *pr, RaftProgressState state) {
         pr->probe_sent = false;
         pr->pending_snapshot = 0;
         pr->state = state;
-        inflights_reset(&pr->inflights);
+        raft_inflights_reset(&pr->inflights);
 }
 
-void progress_become_probe(Progress *pr) {
+void raft_progress_become_probe(Progress *pr) {
         /* After a snapshot, resume probing right after it (or after match if that is newer). */
         if (pr->state == RAFT_PROGRESS_SNAPSHOT) {
                 uint64_t ps = pr->pending_snapshot;
 
-                progress_reset_state(pr, RAFT_PROGRESS_PROBE);
+                raft_progress_reset_state(pr, RAFT_PROGRESS_PROBE);
                 pr->next = RAFT_MAX(pr->match + 1, ps + 1);
         } else {
-                progress_reset_state(pr, RAFT_PROGRESS_PROBE);
+                raft_progress_reset_state(pr, RAFT_PROGRESS_PROBE);
                 pr->next = pr->match + 1;
         }
 }
 
-void progress_become_replicate(Progress *pr) {
-        progress_reset_state(pr, RAFT_PROGRESS_REPLICATE);
+void raft_progress_become_replicate(Progress *pr) {
+        raft_progress_reset_state(pr, RAFT_PROGRESS_REPLICATE);
         pr->next = pr->match + 1;
 }
 
-void progress_become_snapshot(Progress *pr, uint64_t snapshot_index) {
-        progress_reset_state(pr, RAFT_PROGRESS_SNAPSHOT);
+void raft_progress_become_snapshot(Progress *pr, uint64_t snapshot_index) {
+        raft_progress_reset_state(pr, RAFT_PROGRESS_SNAPSHOT);
         pr->pending_snapshot = snapshot_index;
 }
 
-bool progress_maybe_update(Progress *pr, uint64_t n) {
+bool raft_progress_maybe_update(Progress *pr, uint64_t n) {
         bool updated = false;
 
         if (pr->match < n) {
@@ -80,7 +80,7 @@ bool progress_maybe_update(Progress *pr, uint64_t n) {
 
 /* A rejection of the MsgApp with index 'rejected'; match_hint is the follower's guess of the
  * last index that may match. Returns false for stale rejections. */
-bool progress_maybe_decr_to(Progress *pr, uint64_t rejected, uint64_t match_hint) {
+bool raft_progress_maybe_decr_to(Progress *pr, uint64_t rejected, uint64_t match_hint) {
         if (pr->state == RAFT_PROGRESS_REPLICATE) {
                 if (rejected <= pr->match)
                         return false;
@@ -94,12 +94,12 @@ bool progress_maybe_decr_to(Progress *pr, uint64_t rejected, uint64_t match_hint
         return true;
 }
 
-bool progress_is_paused(const Progress *pr) {
+bool raft_progress_is_paused(const Progress *pr) {
         switch (pr->state) {
         case RAFT_PROGRESS_PROBE:
                 return pr->probe_sent;
         case RAFT_PROGRESS_REPLICATE:
-                return inflights_full(&pr->inflights);
+                return raft_inflights_full(&pr->inflights);
         default:
                 return true;
         }
@@ -107,14 +107,14 @@ bool progress_is_paused(const Progress *pr) {
 
 /* ---- tracker ---- */
 
-Progress *tracker_get(Tracker *t, uint64_t id) {
+Progress *raft_tracker_get(Tracker *t, uint64_t id) {
         for (size_t i = 0; i < t->n; i++)
                 if (t->prs[i].id == id)
                         return &t->prs[i];
         return NULL;
 }
 
-bool tracker_is_voter(const Tracker *t, uint64_t id) {
+bool raft_tracker_is_voter(const Tracker *t, uint64_t id) {
         for (uint32_t i = 0; i < t->conf.n_voters; i++)
                 if (t->conf.voters[i] == id)
                         return true;
@@ -128,41 +128,41 @@ static int cmp_desc(const void *a, const void *b) {
 }
 
 /* The largest index replicated on a majority of voters. */
-uint64_t tracker_committed(Tracker *t) {
+uint64_t raft_tracker_committed(Tracker *t) {
         uint64_t m[RAFT_MAX_VOTERS];
         size_t n = 0;
 
         if (t->conf.n_voters == 0)
                 return UINT64_MAX;      /* like etcd: an empty config commits everything */
         for (uint32_t i = 0; i < t->conf.n_voters; i++) {
-                Progress *pr = tracker_get(t, t->conf.voters[i]);
+                Progress *pr = raft_tracker_get(t, t->conf.voters[i]);
                 m[n++] = pr ? pr->match : 0;
         }
         qsort(m, n, sizeof(uint64_t), cmp_desc);
         return m[n / 2];
 }
 
-bool tracker_quorum_active(Tracker *t) {
+bool raft_tracker_quorum_active(Tracker *t) {
         size_t active = 0;
 
         for (uint32_t i = 0; i < t->conf.n_voters; i++) {
-                Progress *pr = tracker_get(t, t->conf.voters[i]);
+                Progress *pr = raft_tracker_get(t, t->conf.voters[i]);
                 if (pr && pr->recent_active)
                         active++;
         }
         return active > t->conf.n_voters / 2;
 }
 
-void tracker_reset_votes(Tracker *t) {
+void raft_tracker_reset_votes(Tracker *t) {
         for (size_t i = 0; i < t->n; i++)
                 t->prs[i].vote = 0;
 }
 
-VoteResult tracker_vote_result(Tracker *t) {
+VoteResult raft_tracker_vote_result(Tracker *t) {
         size_t granted = 0, rejected = 0, q = t->conf.n_voters / 2 + 1;
 
         for (uint32_t i = 0; i < t->conf.n_voters; i++) {
-                Progress *pr = tracker_get(t, t->conf.voters[i]);
+                Progress *pr = raft_tracker_get(t, t->conf.voters[i]);
                 if (!pr || pr->vote == 0)
                         continue;
                 if (pr->vote > 0)
@@ -177,9 +177,9 @@ VoteResult tracker_vote_result(Tracker *t) {
         return VOTE_PENDING;
 }
 
-VoteResult tracker_record_vote(Tracker *t, uint64_t id, bool granted, size_t *ret_granted,
+VoteResult raft_tracker_record_vote(Tracker *t, uint64_t id, bool granted, size_t *ret_granted,
                                size_t *ret_rejected) {
-        Progress *pr = tracker_get(t, id);
+        Progress *pr = raft_tracker_get(t, id);
         size_t g = 0, rj = 0;
 
         /* The first vote of a node counts; later duplicates are ignored. */
@@ -195,7 +195,7 @@ VoteResult tracker_record_vote(Tracker *t, uint64_t id, bool granted, size_t *re
                 *ret_granted = g;
         if (ret_rejected)
                 *ret_rejected = rj;
-        return tracker_vote_result(t);
+        return raft_tracker_vote_result(t);
 }
 
 static int cmp_u64(const void *a, const void *b) {
@@ -204,7 +204,7 @@ static int cmp_u64(const void *a, const void *b) {
         return x < y ? -1 : x > y ? 1 : 0;
 }
 
-int conf_state_validate(const RaftConfState *cs) {
+int raft_conf_state_validate(const RaftConfState *cs) {
         if (cs->n_voters > RAFT_MAX_VOTERS || cs->n_learners > RAFT_MAX_LEARNERS)
                 return -EINVAL;
         for (uint32_t i = 0; i < cs->n_voters; i++) {
@@ -224,13 +224,13 @@ int conf_state_validate(const RaftConfState *cs) {
 /* Rebuilds the progress array for conf. Existing members keep their progress; new ones start
  * probing at 'next' and count as recently active, so that CheckQuorum does not depose the leader
  * right after it added them. */
-int tracker_set_conf(Tracker *t, const RaftAllocator *a, const RaftConfState *conf, uint64_t next) {
+int raft_tracker_set_conf(Tracker *t, const RaftAllocator *a, const RaftConfState *conf, uint64_t next) {
         size_t n = conf->n_voters + conf->n_learners;
         uint64_t ids[RAFT_MAX_VOTERS + RAFT_MAX_LEARNERS];
         Progress *prs;
         int r;
 
-        r = conf_state_validate(conf);
+        r = raft_conf_state_validate(conf);
         if (r < 0)
                 return r;
         memcpy(ids, conf->voters, conf->n_voters * sizeof(uint64_t));
@@ -241,8 +241,8 @@ int tracker_set_conf(Tracker *t, const RaftAllocator *a, const RaftConfState *co
         if (!prs)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
-                Progress *old = tracker_get(t, ids[i]);
-                bool learner = !tracker_is_voter(&(Tracker) { .conf = *conf }, ids[i]);
+                Progress *old = raft_tracker_get(t, ids[i]);
+                bool learner = !raft_tracker_is_voter(&(Tracker) { .conf = *conf }, ids[i]);
 
                 if (old) {
                         prs[i] = *old;
@@ -259,7 +259,7 @@ int tracker_set_conf(Tracker *t, const RaftAllocator *a, const RaftConfState *co
                         if (!prs[i].inflights.buffer) {
                                 /* Undo: hand moved buffers back, free new ones. */
                                 for (size_t j = 0; j < i; j++) {
-                                        Progress *o = tracker_get(t, prs[j].id);
+                                        Progress *o = raft_tracker_get(t, prs[j].id);
                                         if (o)
                                                 o->inflights.buffer = prs[j].inflights.buffer;
                                         else
@@ -271,14 +271,14 @@ int tracker_set_conf(Tracker *t, const RaftAllocator *a, const RaftConfState *co
                 }
                 prs[i].is_learner = learner;
         }
-        tracker_done(t, a);
+        raft_tracker_done(t, a);
         t->prs = prs;
         t->n = n;
         t->conf = *conf;
         return 0;
 }
 
-void tracker_done(Tracker *t, const RaftAllocator *a) {
+void raft_tracker_done(Tracker *t, const RaftAllocator *a) {
         for (size_t i = 0; i < t->n; i++)
                 raft_mfree(a, t->prs[i].inflights.buffer);
         raft_mfree(a, t->prs);

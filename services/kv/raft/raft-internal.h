@@ -36,18 +36,18 @@ typedef struct ArenaChunk ArenaChunk;
 typedef struct Arena {
         ArenaChunk *chunks;     /* first chunk is the current one */
 } Arena;
-void *arena_alloc(Arena *a, const RaftAllocator *al, size_t size);
-void *arena_dup(Arena *a, const RaftAllocator *al, const void *p, size_t size);
-void arena_reset(Arena *a, const RaftAllocator *al);
-void arena_done(Arena *a, const RaftAllocator *al);
+void *raft_arena_alloc(Arena *a, const RaftAllocator *al, size_t size);
+void *raft_arena_dup(Arena *a, const RaftAllocator *al, const void *p, size_t size);
+void raft_arena_reset(Arena *a, const RaftAllocator *al);
+void raft_arena_done(Arena *a, const RaftAllocator *al);
 
 /* ---- entry vectors ---- */
 typedef struct EntryVec {
         RaftEntry *e;
         size_t n, cap;
 } EntryVec;
-int entry_vec_reserve(EntryVec *v, const RaftAllocator *a, size_t need);
-void entry_vec_done(EntryVec *v, const RaftAllocator *a);
+int raft_entry_vec_reserve(EntryVec *v, const RaftAllocator *a, size_t need);
+void raft_entry_vec_done(EntryVec *v, const RaftAllocator *a);
 
 /* ---- log.c: the log, split into stable (RaftStorage) and unstable parts, like etcd ---- */
 typedef struct Unstable {
@@ -65,40 +65,40 @@ typedef struct RaftLog {
         uint64_t applied;
         uint64_t max_next_ents_size;
         int error;                      /* sticky storage failure */
-        EntryVec scratch;               /* reused by log_slice() callers that don't keep results */
+        EntryVec scratch;               /* reused by raft_log_slice() callers that don't keep results */
 } RaftLog;
 
-int log_init(RaftLog *l, const RaftStorage *s, const RaftAllocator *a, uint64_t max_next_ents_size);
-void log_done(RaftLog *l);
-uint64_t log_first_index(RaftLog *l);
-uint64_t log_last_index(RaftLog *l);
+int raft_log_init(RaftLog *l, const RaftStorage *s, const RaftAllocator *a, uint64_t max_next_ents_size);
+void raft_log_done(RaftLog *l);
+uint64_t raft_log_first_index(RaftLog *l);
+uint64_t raft_log_last_index(RaftLog *l);
 /* 0 when the index is out of range or compacted (etcd's zeroTermOnErrCompacted). */
-uint64_t log_term(RaftLog *l, uint64_t i);
-/* Like log_term but -ENOENT for compacted, -EAGAIN for unavailable. */
-int log_term_checked(RaftLog *l, uint64_t i, uint64_t *ret);
-uint64_t log_last_term(RaftLog *l);
-bool log_match_term(RaftLog *l, uint64_t i, uint64_t term);
-bool log_is_up_to_date(RaftLog *l, uint64_t lasti, uint64_t term);
+uint64_t raft_log_term(RaftLog *l, uint64_t i);
+/* Like raft_log_term but -ENOENT for compacted, -EAGAIN for unavailable. */
+int raft_log_term_checked(RaftLog *l, uint64_t i, uint64_t *ret);
+uint64_t raft_log_last_term(RaftLog *l);
+bool raft_log_match_term(RaftLog *l, uint64_t i, uint64_t term);
+bool raft_log_is_up_to_date(RaftLog *l, uint64_t lasti, uint64_t term);
 /* Copies the structs of entries [lo, hi) (data borrowed) into out, limited by max_size.
  * -ENOENT when lo is compacted. */
-int log_slice(RaftLog *l, uint64_t lo, uint64_t hi, uint64_t max_size, EntryVec *out);
+int raft_log_slice(RaftLog *l, uint64_t lo, uint64_t hi, uint64_t max_size, EntryVec *out);
 /* Appends (copying data); returns the new last index or -ENOMEM. */
-int log_append(RaftLog *l, const RaftEntry *ents, size_t n, uint64_t *ret_last);
+int raft_log_append(RaftLog *l, const RaftEntry *ents, size_t n, uint64_t *ret_last);
 /* etcd's maybeAppend: returns 1 and *ret_last on a match, 0 on mismatch, <0 on error. */
-int log_maybe_append(RaftLog *l, uint64_t index, uint64_t log_term_, uint64_t committed,
+int raft_log_maybe_append(RaftLog *l, uint64_t index, uint64_t log_term_, uint64_t committed,
                      const RaftEntry *ents, size_t n, uint64_t *ret_last);
-uint64_t log_find_conflict_by_term(RaftLog *l, uint64_t index, uint64_t term, uint64_t *ret_term);
-void log_commit_to(RaftLog *l, uint64_t tocommit);
-bool log_maybe_commit(RaftLog *l, uint64_t max_index, uint64_t term);
-void log_applied_to(RaftLog *l, uint64_t i);
-void log_stable_to(RaftLog *l, uint64_t i, uint64_t t);
-void log_stable_snap_to(RaftLog *l, uint64_t i);
-int log_restore(RaftLog *l, const RaftSnapshot *s);
-bool log_has_next_ents(RaftLog *l);
-int log_next_ents(RaftLog *l, EntryVec *out);
-bool log_has_pending_snapshot(RaftLog *l);
+uint64_t raft_log_find_conflict_by_term(RaftLog *l, uint64_t index, uint64_t term, uint64_t *ret_term);
+void raft_log_commit_to(RaftLog *l, uint64_t tocommit);
+bool raft_log_maybe_commit(RaftLog *l, uint64_t max_index, uint64_t term);
+void raft_log_applied_to(RaftLog *l, uint64_t i);
+void raft_log_stable_to(RaftLog *l, uint64_t i, uint64_t t);
+void raft_log_stable_snap_to(RaftLog *l, uint64_t i);
+int raft_log_restore(RaftLog *l, const RaftSnapshot *s);
+bool raft_log_has_next_ents(RaftLog *l);
+int raft_log_next_ents(RaftLog *l, EntryVec *out);
+bool raft_log_has_pending_snapshot(RaftLog *l);
 /* -EAGAIN when temporarily unavailable. */
-int log_snapshot(RaftLog *l, const RaftSnapshot **ret);
+int raft_log_snapshot(RaftLog *l, const RaftSnapshot **ret);
 
 /* ---- progress.c: per-peer replication state and quorum arithmetic ---- */
 typedef struct Inflights {
@@ -127,31 +127,31 @@ typedef struct Tracker {
         size_t max_inflight;
 } Tracker;
 
-void progress_reset_state(Progress *pr, RaftProgressState state);
-void progress_become_probe(Progress *pr);
-void progress_become_replicate(Progress *pr);
-void progress_become_snapshot(Progress *pr, uint64_t snapshot_index);
-bool progress_maybe_update(Progress *pr, uint64_t n);
-bool progress_maybe_decr_to(Progress *pr, uint64_t rejected, uint64_t match_hint);
-bool progress_is_paused(const Progress *pr);
-void inflights_add(Inflights *in, uint64_t index);
-void inflights_free_le(Inflights *in, uint64_t to);
-void inflights_free_first_one(Inflights *in);
-bool inflights_full(const Inflights *in);
-void inflights_reset(Inflights *in);
+void raft_progress_reset_state(Progress *pr, RaftProgressState state);
+void raft_progress_become_probe(Progress *pr);
+void raft_progress_become_replicate(Progress *pr);
+void raft_progress_become_snapshot(Progress *pr, uint64_t snapshot_index);
+bool raft_progress_maybe_update(Progress *pr, uint64_t n);
+bool raft_progress_maybe_decr_to(Progress *pr, uint64_t rejected, uint64_t match_hint);
+bool raft_progress_is_paused(const Progress *pr);
+void raft_inflights_add(Inflights *in, uint64_t index);
+void raft_inflights_free_le(Inflights *in, uint64_t to);
+void raft_inflights_free_first_one(Inflights *in);
+bool raft_inflights_full(const Inflights *in);
+void raft_inflights_reset(Inflights *in);
 
-Progress *tracker_get(Tracker *t, uint64_t id);
-bool tracker_is_voter(const Tracker *t, uint64_t id);
-uint64_t tracker_committed(Tracker *t);
-bool tracker_quorum_active(Tracker *t);
-void tracker_reset_votes(Tracker *t);
-VoteResult tracker_record_vote(Tracker *t, uint64_t id, bool granted, size_t *ret_granted,
+Progress *raft_tracker_get(Tracker *t, uint64_t id);
+bool raft_tracker_is_voter(const Tracker *t, uint64_t id);
+uint64_t raft_tracker_committed(Tracker *t);
+bool raft_tracker_quorum_active(Tracker *t);
+void raft_tracker_reset_votes(Tracker *t);
+VoteResult raft_tracker_record_vote(Tracker *t, uint64_t id, bool granted, size_t *ret_granted,
                                size_t *ret_rejected);
-VoteResult tracker_vote_result(Tracker *t);
+VoteResult raft_tracker_vote_result(Tracker *t);
 /* Builds a tracker for conf, reusing progress of old members. Allocates (never on hot paths). */
-int tracker_set_conf(Tracker *t, const RaftAllocator *a, const RaftConfState *conf, uint64_t next);
-void tracker_done(Tracker *t, const RaftAllocator *a);
-int conf_state_validate(const RaftConfState *cs);
+int raft_tracker_set_conf(Tracker *t, const RaftAllocator *a, const RaftConfState *conf, uint64_t next);
+void raft_tracker_done(Tracker *t, const RaftAllocator *a);
+int raft_conf_state_validate(const RaftConfState *cs);
 
 /* ---- readindex.c ---- */
 typedef struct ReadIndexStatus {
@@ -257,41 +257,41 @@ uint64_t raft_payload_size(const RaftEntry *es, size_t n);
 
 /* election.c */
 typedef enum CampaignType { CAMPAIGN_PRE_ELECTION, CAMPAIGN_ELECTION, CAMPAIGN_TRANSFER } CampaignType;
-void election_hup(Raft *r, CampaignType t);
-void election_campaign(Raft *r, CampaignType t);
-void election_handle_vote_request(Raft *r, const RaftMessage *m);
-int election_step_candidate(Raft *r, const RaftMessage *m);
-void election_tick(Raft *r);
-void election_tick_heartbeat(Raft *r);
+void raft_election_hup(Raft *r, CampaignType t);
+void raft_election_campaign(Raft *r, CampaignType t);
+void raft_election_handle_vote_request(Raft *r, const RaftMessage *m);
+int raft_election_step_candidate(Raft *r, const RaftMessage *m);
+void raft_election_tick(Raft *r);
+void raft_election_tick_heartbeat(Raft *r);
 #define RAFT_CAMPAIGN_TRANSFER_CTX "CampaignTransfer"
 
 /* replication.c */
-bool replication_maybe_send_append(Raft *r, uint64_t to, bool send_if_empty);
-void replication_send_append(Raft *r, uint64_t to);
-void replication_bcast_append(Raft *r);
-void replication_bcast_heartbeat(Raft *r, const void *ctx, size_t ctx_len);
-void replication_handle_append(Raft *r, const RaftMessage *m);
-void replication_handle_heartbeat(Raft *r, const RaftMessage *m);
-int replication_step_leader(Raft *r, const RaftMessage *m);
-int replication_step_follower(Raft *r, const RaftMessage *m);
-void replication_send_timeout_now(Raft *r, uint64_t to);
+bool raft_replication_maybe_send_append(Raft *r, uint64_t to, bool send_if_empty);
+void raft_replication_send_append(Raft *r, uint64_t to);
+void raft_replication_bcast_append(Raft *r);
+void raft_replication_bcast_heartbeat(Raft *r, const void *ctx, size_t ctx_len);
+void raft_replication_handle_append(Raft *r, const RaftMessage *m);
+void raft_replication_handle_heartbeat(Raft *r, const RaftMessage *m);
+int raft_replication_step_leader(Raft *r, const RaftMessage *m);
+int raft_replication_step_follower(Raft *r, const RaftMessage *m);
+void raft_replication_send_timeout_now(Raft *r, uint64_t to);
 
 /* snapshot.c */
-void snapshot_handle(Raft *r, const RaftMessage *m);
-bool snapshot_restore(Raft *r, const RaftSnapshot *s);
-bool snapshot_maybe_send(Raft *r, Progress *pr);
+void raft_snapshot_handle(Raft *r, const RaftMessage *m);
+bool raft_snapshot_restore(Raft *r, const RaftSnapshot *s);
+bool raft_snapshot_maybe_send(Raft *r, Progress *pr);
 
 /* confchange.c */
-int confchange_apply(Raft *r, const RaftConfChange *cc, RaftConfState *ret_cs);
+int raft_confchange_apply(Raft *r, const RaftConfChange *cc, RaftConfState *ret_cs);
 /* Called after the tracker changed: updates is_learner, steps down when removed, commits. */
-void confchange_switch_to_config(Raft *r);
-int confchange_check_proposal(Raft *r, RaftEntry *e, bool local);
+void raft_confchange_switch_to_config(Raft *r);
+int raft_confchange_check_proposal(Raft *r, RaftEntry *e, bool local);
 
 /* readindex.c */
-void readindex_reset(Raft *r);
-void readindex_done(Raft *r);
-int readindex_step_leader(Raft *r, const RaftMessage *m);
-void readindex_handle_heartbeat_resp(Raft *r, const RaftMessage *m);
-void readindex_release_pending(Raft *r);
-bool readindex_committed_entry_in_current_term(Raft *r);
-void readindex_add_read_state(Raft *r, uint64_t index, const void *ctx, size_t len);
+void raft_readindex_reset(Raft *r);
+void raft_readindex_done(Raft *r);
+int raft_readindex_step_leader(Raft *r, const RaftMessage *m);
+void raft_readindex_handle_heartbeat_resp(Raft *r, const RaftMessage *m);
+void raft_readindex_release_pending(Raft *r);
+bool raft_readindex_committed_entry_in_current_term(Raft *r);
+void raft_readindex_add_read_state(Raft *r, uint64_t index, const void *ctx, size_t len);

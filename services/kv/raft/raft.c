@@ -86,13 +86,13 @@ static RaftEntry *outbox_copy_entries(Outbox *o, const RaftAllocator *a, const R
 
         if (n == 0)
                 return NULL;
-        c = arena_alloc(&o->arena, a, n * sizeof(RaftEntry));
+        c = raft_arena_alloc(&o->arena, a, n * sizeof(RaftEntry));
         if (!c)
                 return NULL;
         for (size_t i = 0; i < n; i++) {
                 c[i] = es[i];
                 if (es[i].len > 0) {
-                        c[i].data = arena_dup(&o->arena, a, es[i].data, es[i].len);
+                        c[i].data = raft_arena_dup(&o->arena, a, es[i].data, es[i].len);
                         if (!c[i].data)
                                 return NULL;
                 }
@@ -114,20 +114,20 @@ static void outbox_push(Raft *r, const RaftMessage *m) {
                         goto oom;
         }
         if (m->snapshot) {
-                RaftSnapshot *s = arena_alloc(&o->arena, &r->alloc, sizeof(RaftSnapshot));
+                RaftSnapshot *s = raft_arena_alloc(&o->arena, &r->alloc, sizeof(RaftSnapshot));
 
                 if (!s)
                         goto oom;
                 *s = *m->snapshot;
                 if (s->len > 0) {
-                        s->data = arena_dup(&o->arena, &r->alloc, m->snapshot->data, s->len);
+                        s->data = raft_arena_dup(&o->arena, &r->alloc, m->snapshot->data, s->len);
                         if (!s->data)
                                 goto oom;
                 }
                 c.snapshot = s;
         }
         if (m->context_len > 0) {
-                c.context = arena_dup(&o->arena, &r->alloc, m->context, m->context_len);
+                c.context = raft_arena_dup(&o->arena, &r->alloc, m->context, m->context_len);
                 if (!c.context)
                         goto oom;
         }
@@ -153,7 +153,7 @@ void raft_send(Raft *r, RaftMessage *m) {
         outbox_push(r, m);
 }
 
-void readindex_add_read_state(Raft *r, uint64_t index, const void *ctx, size_t len) {
+void raft_readindex_add_read_state(Raft *r, uint64_t index, const void *ctx, size_t len) {
         Outbox *o = &r->outbox[r->cur];
         RaftReadState *rs;
 
@@ -163,7 +163,7 @@ void readindex_add_read_state(Raft *r, uint64_t index, const void *ctx, size_t l
         rs = &o->read_states[o->n_read_states];
         *rs = (RaftReadState) { .index = index, .ctx_len = len };
         if (len > 0) {
-                rs->ctx = arena_dup(&o->arena, &r->alloc, ctx, len);
+                rs->ctx = raft_arena_dup(&o->arena, &r->alloc, ctx, len);
                 if (!rs->ctx)
                         return;
         }
@@ -173,7 +173,7 @@ void readindex_add_read_state(Raft *r, uint64_t index, const void *ctx, size_t l
 /* ---- role transitions ---- */
 
 static void raft_reset(Raft *r, uint64_t term) {
-        uint64_t last = log_last_index(&r->log);
+        uint64_t last = raft_log_last_index(&r->log);
 
         if (r->term != term) {
                 /* Term never decreases. */
@@ -186,25 +186,25 @@ static void raft_reset(Raft *r, uint64_t term) {
         r->heartbeat_elapsed = 0;
         reset_randomized_election_timeout(r);
         raft_abort_leader_transfer(r);
-        tracker_reset_votes(&r->trk);
+        raft_tracker_reset_votes(&r->trk);
         for (size_t i = 0; i < r->trk.n; i++) {
                 Progress *pr = &r->trk.prs[i];
 
                 pr->match = pr->id == r->id ? last : 0;
                 pr->next = last + 1;
                 pr->recent_active = false;
-                progress_reset_state(pr, RAFT_PROGRESS_PROBE);
+                raft_progress_reset_state(pr, RAFT_PROGRESS_PROBE);
         }
         r->pending_conf_index = 0;
         r->uncommitted_size = 0;
         r->pending_bcast = false;
-        readindex_reset(r);
+        raft_readindex_reset(r);
 }
 
 void raft_become_follower(Raft *r, uint64_t term, uint64_t lead) {
-        r->step = replication_step_follower;
+        r->step = raft_replication_step_follower;
         raft_reset(r, term);
-        r->tick = election_tick;
+        r->tick = raft_election_tick;
         r->lead = lead;
         r->state = RAFT_FOLLOWER;
         raft_tracef(r, "became follower at term %" PRIu64, r->term);
@@ -212,9 +212,9 @@ void raft_become_follower(Raft *r, uint64_t term, uint64_t lead) {
 
 void raft_become_candidate(Raft *r) {
         raft_assert(r->state != RAFT_LEADER);
-        r->step = election_step_candidate;
+        r->step = raft_election_step_candidate;
         raft_reset(r, r->term + 1);
-        r->tick = election_tick;
+        r->tick = raft_election_tick;
         r->vote = r->id;
         r->state = RAFT_CANDIDATE;
         raft_tracef(r, "became candidate at term %" PRIu64, r->term);
@@ -223,9 +223,9 @@ void raft_become_candidate(Raft *r) {
 void raft_become_pre_candidate(Raft *r) {
         raft_assert(r->state != RAFT_LEADER);
         /* Pre-candidates do not change term or vote: a lost pre-election disturbs nobody. */
-        r->step = election_step_candidate;
-        tracker_reset_votes(&r->trk);
-        r->tick = election_tick;
+        r->step = raft_election_step_candidate;
+        raft_tracker_reset_votes(&r->trk);
+        r->tick = raft_election_tick;
         r->lead = RAFT_NONE;
         r->state = RAFT_PRE_CANDIDATE;
         raft_tracef(r, "became pre-candidate at term %" PRIu64, r->term);
@@ -236,17 +236,17 @@ void raft_become_leader(Raft *r) {
         Progress *pr;
 
         raft_assert(r->state != RAFT_FOLLOWER);
-        r->step = replication_step_leader;
+        r->step = raft_replication_step_leader;
         raft_reset(r, r->term);
-        r->tick = election_tick_heartbeat;
+        r->tick = raft_election_tick_heartbeat;
         r->lead = r->id;
         r->state = RAFT_LEADER;
-        pr = tracker_get(&r->trk, r->id);
+        pr = raft_tracker_get(&r->trk, r->id);
         raft_assert(pr);
-        progress_become_replicate(pr);
+        raft_progress_become_replicate(pr);
         /* Conf changes proposed before this point may be uncommitted; do not allow a new one
          * until everything up to here is applied. */
-        r->pending_conf_index = log_last_index(&r->log);
+        r->pending_conf_index = raft_log_last_index(&r->log);
         /* The empty entry lets the leader commit (and learn the commit index of) earlier terms. */
         if (raft_append_entries_local(r, &empty, 1) < 0) {
                 raft_become_follower(r, r->term, RAFT_NONE);
@@ -256,9 +256,9 @@ void raft_become_leader(Raft *r) {
 }
 
 bool raft_promotable(Raft *r) {
-        Progress *pr = tracker_get(&r->trk, r->id);
+        Progress *pr = raft_tracker_get(&r->trk, r->id);
 
-        return pr && !pr->is_learner && !log_has_pending_snapshot(&r->log);
+        return pr && !pr->is_learner && !raft_log_has_pending_snapshot(&r->log);
 }
 
 bool raft_past_election_timeout(Raft *r) {
@@ -278,13 +278,13 @@ uint64_t raft_payload_size(const RaftEntry *es, size_t n) {
 }
 
 bool raft_maybe_commit(Raft *r) {
-        return log_maybe_commit(&r->log, tracker_committed(&r->trk), r->term);
+        return raft_log_maybe_commit(&r->log, raft_tracker_committed(&r->trk), r->term);
 }
 
 /* The leader appends entries of its own term. -EBUSY when the uncommitted size limit refuses
  * them (a lone entry is always accepted, so an oversized proposal cannot block forever). */
 int raft_append_entries_local(Raft *r, RaftEntry *es, size_t n) {
-        uint64_t li = log_last_index(&r->log), s = raft_payload_size(es, n);
+        uint64_t li = raft_log_last_index(&r->log), s = raft_payload_size(es, n);
         Progress *pr;
         int k;
 
@@ -294,13 +294,13 @@ int raft_append_entries_local(Raft *r, RaftEntry *es, size_t n) {
         }
         if (r->uncommitted_size > 0 && s > 0 && r->uncommitted_size + s > r->max_uncommitted_size)
                 return -EBUSY;
-        k = log_append(&r->log, es, n, &li);
+        k = raft_log_append(&r->log, es, n, &li);
         if (k < 0)
                 return k;
         r->uncommitted_size += s;
-        pr = tracker_get(&r->trk, r->id);
+        pr = raft_tracker_get(&r->trk, r->id);
         if (pr)
-                (void) progress_maybe_update(pr, li);
+                (void) raft_progress_maybe_update(pr, li);
         (void) raft_maybe_commit(r);
         return 0;
 }
@@ -346,11 +346,11 @@ int raft_step_internal(Raft *r, const RaftMessage *m) {
 
         switch (m->type) {
         case RAFT_MSG_HUP:
-                election_hup(r, r->pre_vote ? CAMPAIGN_PRE_ELECTION : CAMPAIGN_ELECTION);
+                raft_election_hup(r, r->pre_vote ? CAMPAIGN_PRE_ELECTION : CAMPAIGN_ELECTION);
                 return 0;
         case RAFT_MSG_VOTE:
         case RAFT_MSG_PRE_VOTE:
-                election_handle_vote_request(r, m);
+                raft_election_handle_vote_request(r, m);
                 return 0;
         default:
                 return r->step(r, m);
@@ -417,21 +417,21 @@ int raft_new(Raft **ret, const RaftConfig *c, const RaftStorage *s) {
                 .storage = *s,
         };
         r->trk.max_inflight = c->max_inflight_msgs;
-        k = log_init(&r->log, &r->storage, &r->alloc,
+        k = raft_log_init(&r->log, &r->storage, &r->alloc,
                      c->max_committed_size_per_ready ?: RAFT_NO_LIMIT);
         if (k < 0)
                 goto fail;
         k = s->initial_state(s->userdata, &hs, &cs);
         if (k < 0)
                 goto fail;
-        k = tracker_set_conf(&r->trk, &r->alloc, &cs, log_last_index(&r->log) + 1);
+        k = raft_tracker_set_conf(&r->trk, &r->alloc, &cs, raft_log_last_index(&r->log) + 1);
         if (k < 0)
                 goto fail;
         if (hs.term != 0 || hs.vote != 0 || hs.commit != 0) {
                 /* A snapshot proves its index committed even if the commit index written with
                  * the hard state is older (commit-only changes need no fsync). */
                 hs.commit = RAFT_MAX(hs.commit, r->log.committed);
-                if (hs.commit > log_last_index(&r->log)) {
+                if (hs.commit > raft_log_last_index(&r->log)) {
                         k = -EINVAL;
                         goto fail;
                 }
@@ -442,8 +442,8 @@ int raft_new(Raft **ret, const RaftConfig *c, const RaftStorage *s) {
          * bootstrap that only wrote a snapshot. No vote was sent in the newer term (votes are
          * sent only once durable), so adopting it without a vote is safe; the next Ready
          * persists it. */
-        if (r->term < log_last_term(&r->log)) {
-                r->term = log_last_term(&r->log);
+        if (r->term < raft_log_last_term(&r->log)) {
+                r->term = raft_log_last_term(&r->log);
                 r->vote = RAFT_NONE;
         }
         if (c->applied > 0) {
@@ -451,10 +451,10 @@ int raft_new(Raft **ret, const RaftConfig *c, const RaftStorage *s) {
                         k = -EINVAL;
                         goto fail;
                 }
-                log_applied_to(&r->log, c->applied);
+                raft_log_applied_to(&r->log, c->applied);
         }
         {
-                Progress *pr = tracker_get(&r->trk, r->id);
+                Progress *pr = raft_tracker_get(&r->trk, r->id);
                 r->is_learner = pr && pr->is_learner;
         }
         raft_become_follower(r, r->term, RAFT_NONE);
@@ -466,7 +466,7 @@ int raft_new(Raft **ret, const RaftConfig *c, const RaftStorage *s) {
         }
         raft_tracef(r, "newraft term=%" PRIu64 " commit=%" PRIu64 " applied=%" PRIu64
                     " lastindex=%" PRIu64, r->term, r->log.committed, r->log.applied,
-                    log_last_index(&r->log));
+                    raft_log_last_index(&r->log));
         *ret = r;
         return 0;
 fail:
@@ -477,15 +477,15 @@ fail:
 Raft *raft_free(Raft *r) {
         if (!r)
                 return NULL;
-        log_done(&r->log);
-        tracker_done(&r->trk, &r->alloc);
-        readindex_done(r);
+        raft_log_done(&r->log);
+        raft_tracker_done(&r->trk, &r->alloc);
+        raft_readindex_done(r);
         for (unsigned i = 0; i < 2; i++) {
                 raft_mfree(&r->alloc, r->outbox[i].msgs);
                 raft_mfree(&r->alloc, r->outbox[i].read_states);
-                arena_done(&r->outbox[i].arena, &r->alloc);
+                raft_arena_done(&r->outbox[i].arena, &r->alloc);
         }
-        entry_vec_done(&r->ready_committed, &r->alloc);
+        raft_entry_vec_done(&r->ready_committed, &r->alloc);
         raft_mfree(&r->alloc, r);
         return NULL;
 }

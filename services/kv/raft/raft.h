@@ -52,7 +52,7 @@ RaftSoftState raft_soft_state(Raft *r);
 RaftHardState raft_get_hard_state(Raft *r);
 /* Term of entry i in this node's log (stable or not). -ENOENT if compacted, -EAGAIN if beyond
  * the last index. */
-int raft_log_term(Raft *r, uint64_t i, uint64_t *ret_term);
+int raft_term_at(Raft *r, uint64_t i, uint64_t *ret_term);
 
 /* Names for traces and tests. */
 const char *raft_role_to_string(RaftRole role);

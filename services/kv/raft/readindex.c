@@ -9,7 +9,7 @@
 
 #define READINDEX_MAX_PENDING 65536
 
-void readindex_reset(Raft *r) {
+void raft_readindex_reset(Raft *r) {
         for (size_t i = 0; i < r->read_only.n; i++)
                 raft_mfree(&r->alloc, r->read_only.queue[i].ctx);
         r->read_only.n = 0;
@@ -18,8 +18,8 @@ void readindex_reset(Raft *r) {
         r->n_pending_reads = 0;
 }
 
-void readindex_done(Raft *r) {
-        readindex_reset(r);
+void raft_readindex_done(Raft *r) {
+        raft_readindex_reset(r);
         raft_mfree(&r->alloc, r->read_only.queue);
         raft_mfree(&r->alloc, r->pending_reads);
         r->read_only = (ReadOnly) {};
@@ -27,13 +27,13 @@ void readindex_done(Raft *r) {
         r->cap_pending_reads = 0;
 }
 
-bool readindex_committed_entry_in_current_term(Raft *r) {
-        return log_term(&r->log, r->log.committed) == r->term;
+bool raft_readindex_committed_entry_in_current_term(Raft *r) {
+        return raft_log_term(&r->log, r->log.committed) == r->term;
 }
 
 static void respond(Raft *r, uint64_t from, uint64_t index, const void *ctx, size_t len) {
         if (from == RAFT_NONE || from == r->id) {
-                readindex_add_read_state(r, index, ctx, len);
+                raft_readindex_add_read_state(r, index, ctx, len);
                 return;
         }
         raft_send(r, &(RaftMessage) { .type = RAFT_MSG_READ_INDEX_RESP, .to = from, .index = index,
@@ -65,7 +65,7 @@ static bool acks_won(Raft *r, const ReadIndexStatus *s) {
         size_t n = 0;
 
         for (size_t i = 0; i < s->n_acks; i++)
-                if (tracker_is_voter(&r->trk, s->acks[i]))
+                if (raft_tracker_is_voter(&r->trk, s->acks[i]))
                         n++;
         return n > r->trk.conf.n_voters / 2;
 }
@@ -89,21 +89,21 @@ static int send_read_index_response(Raft *r, uint64_t from, const void *ctx, siz
                 r->read_only.n++;
                 recv_ack(s, r->id);
         }
-        replication_bcast_heartbeat(r, ctx, len);
+        raft_replication_bcast_heartbeat(r, ctx, len);
         return 0;
 }
 
-int readindex_step_leader(Raft *r, const RaftMessage *m) {
+int raft_readindex_step_leader(Raft *r, const RaftMessage *m) {
         PendingRead *p;
         int k;
 
         if (m->context_len == 0)
                 return -EINVAL;
-        if (r->trk.conf.n_voters == 1 && tracker_is_voter(&r->trk, r->id)) {
+        if (r->trk.conf.n_voters == 1 && raft_tracker_is_voter(&r->trk, r->id)) {
                 respond(r, m->from, r->log.committed, m->context, m->context_len);
                 return 0;
         }
-        if (readindex_committed_entry_in_current_term(r))
+        if (raft_readindex_committed_entry_in_current_term(r))
                 return send_read_index_response(r, m->from, m->context, m->context_len);
         /* Until an entry of this term commits, the commit index may be stale (thesis §6.4 step
          * 1): hold the request. */
@@ -122,10 +122,10 @@ int readindex_step_leader(Raft *r, const RaftMessage *m) {
         return 0;
 }
 
-void readindex_release_pending(Raft *r) {
+void raft_readindex_release_pending(Raft *r) {
         size_t n = r->n_pending_reads;
 
-        if (n == 0 || !readindex_committed_entry_in_current_term(r))
+        if (n == 0 || !raft_readindex_committed_entry_in_current_term(r))
                 return;
         r->n_pending_reads = 0;
         for (size_t i = 0; i < n; i++) {
@@ -136,7 +136,7 @@ void readindex_release_pending(Raft *r) {
         }
 }
 
-void readindex_handle_heartbeat_resp(Raft *r, const RaftMessage *m) {
+void raft_readindex_handle_heartbeat_resp(Raft *r, const RaftMessage *m) {
         ReadIndexStatus *s;
         size_t pos;
 

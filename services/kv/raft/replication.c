@@ -10,21 +10,21 @@
 
 /* Sends a MsgApp (or a snapshot when the entries are compacted) to 'to' if its progress allows.
  * Returns whether a message was sent. */
-bool replication_maybe_send_append(Raft *r, uint64_t to, bool send_if_empty) {
-        Progress *pr = tracker_get(&r->trk, to);
+bool raft_replication_maybe_send_append(Raft *r, uint64_t to, bool send_if_empty) {
+        Progress *pr = raft_tracker_get(&r->trk, to);
         EntryVec *ents = &r->log.scratch;
         uint64_t term;
         int et, ee;
 
-        if (!pr || progress_is_paused(pr))
+        if (!pr || raft_progress_is_paused(pr))
                 return false;
-        et = log_term_checked(&r->log, pr->next - 1, &term);
-        ee = log_slice(&r->log, pr->next, log_last_index(&r->log) + 1,
+        et = raft_log_term_checked(&r->log, pr->next - 1, &term);
+        ee = raft_log_slice(&r->log, pr->next, raft_log_last_index(&r->log) + 1,
                        r->max_msg_size ?: 1, ents);
         if (ee == -ENOMEM)
                 return false;
         if (et < 0 || ee < 0)
-                return snapshot_maybe_send(r, pr);
+                return raft_snapshot_maybe_send(r, pr);
         if (ents->n == 0 && !send_if_empty)
                 return false;
 
@@ -44,7 +44,7 @@ bool replication_maybe_send_append(Raft *r, uint64_t to, bool send_if_empty) {
                 case RAFT_PROGRESS_REPLICATE:
                         /* Pipelining: assume delivery and send the next batch right away. */
                         pr->next = last + 1;
-                        inflights_add(&pr->inflights, last);
+                        raft_inflights_add(&pr->inflights, last);
                         break;
                 case RAFT_PROGRESS_PROBE:
                         pr->probe_sent = true;
@@ -57,18 +57,18 @@ bool replication_maybe_send_append(Raft *r, uint64_t to, bool send_if_empty) {
         return true;
 }
 
-void replication_send_append(Raft *r, uint64_t to) {
-        (void) replication_maybe_send_append(r, to, true);
+void raft_replication_send_append(Raft *r, uint64_t to) {
+        (void) raft_replication_maybe_send_append(r, to, true);
 }
 
-void replication_bcast_append(Raft *r) {
+void raft_replication_bcast_append(Raft *r) {
         for (size_t i = 0; i < r->trk.n; i++)
                 if (r->trk.prs[i].id != r->id)
-                        replication_send_append(r, r->trk.prs[i].id);
+                        raft_replication_send_append(r, r->trk.prs[i].id);
 }
 
 static void send_heartbeat(Raft *r, uint64_t to, const void *ctx, size_t ctx_len) {
-        Progress *pr = tracker_get(&r->trk, to);
+        Progress *pr = raft_tracker_get(&r->trk, to);
 
         /* The follower may not have the leader's log up to 'committed' yet; never make it commit
          * beyond what it is known to hold. */
@@ -81,17 +81,17 @@ static void send_heartbeat(Raft *r, uint64_t to, const void *ctx, size_t ctx_len
         });
 }
 
-void replication_bcast_heartbeat(Raft *r, const void *ctx, size_t ctx_len) {
+void raft_replication_bcast_heartbeat(Raft *r, const void *ctx, size_t ctx_len) {
         for (size_t i = 0; i < r->trk.n; i++)
                 if (r->trk.prs[i].id != r->id)
                         send_heartbeat(r, r->trk.prs[i].id, ctx, ctx_len);
 }
 
-void replication_send_timeout_now(Raft *r, uint64_t to) {
+void raft_replication_send_timeout_now(Raft *r, uint64_t to) {
         raft_send(r, &(RaftMessage) { .type = RAFT_MSG_TIMEOUT_NOW, .to = to });
 }
 
-void replication_handle_append(Raft *r, const RaftMessage *m) {
+void raft_replication_handle_append(Raft *r, const RaftMessage *m) {
         uint64_t last, hint_index, hint_term;
         int k;
 
@@ -100,7 +100,7 @@ void replication_handle_append(Raft *r, const RaftMessage *m) {
                                               .index = r->log.committed });
                 return;
         }
-        k = log_maybe_append(&r->log, m->index, m->log_term, m->commit, m->entries, m->n_entries, &last);
+        k = raft_log_maybe_append(&r->log, m->index, m->log_term, m->commit, m->entries, m->n_entries, &last);
         if (k < 0)
                 return;         /* out of memory: as if the message was lost */
         if (k > 0) {
@@ -110,8 +110,8 @@ void replication_handle_append(Raft *r, const RaftMessage *m) {
         /* Mismatch. Hint the leader at the last index that may match, skipping whole terms
          * (fast backtracking, thesis §5.3): our largest index <= m->index whose term is <=
          * m->log_term. */
-        hint_index = RAFT_MIN(m->index, log_last_index(&r->log));
-        hint_index = log_find_conflict_by_term(&r->log, hint_index, m->log_term, &hint_term);
+        hint_index = RAFT_MIN(m->index, raft_log_last_index(&r->log));
+        hint_index = raft_log_find_conflict_by_term(&r->log, hint_index, m->log_term, &hint_term);
         raft_send(r, &(RaftMessage) {
                 .type = RAFT_MSG_APP_RESP,
                 .to = m->from,
@@ -122,8 +122,8 @@ void replication_handle_append(Raft *r, const RaftMessage *m) {
         });
 }
 
-void replication_handle_heartbeat(Raft *r, const RaftMessage *m) {
-        log_commit_to(&r->log, m->commit);
+void raft_replication_handle_heartbeat(Raft *r, const RaftMessage *m) {
+        raft_log_commit_to(&r->log, m->commit);
         raft_send(r, &(RaftMessage) { .type = RAFT_MSG_HEARTBEAT_RESP, .to = m->from,
                                       .context = m->context, .context_len = m->context_len });
 }
@@ -136,18 +136,18 @@ static int step_leader_propose(Raft *r, const RaftMessage *m) {
         raft_assert(n > 0);
         if (n > sizeof(es) / sizeof(es[0]))
                 return -EINVAL;
-        if (!tracker_get(&r->trk, r->id))
+        if (!raft_tracker_get(&r->trk, r->id))
                 return -EPERM;          /* we were removed and are about to step down */
         if (r->lead_transferee != RAFT_NONE)
                 return -EBUSY;
         memcpy(es, m->entries, n * sizeof(RaftEntry));
         for (size_t i = 0; i < n; i++)
                 if (es[i].type == RAFT_ENTRY_CONF_CHANGE) {
-                        k = confchange_check_proposal(r, &es[i], m->from == r->id);
+                        k = raft_confchange_check_proposal(r, &es[i], m->from == r->id);
                         if (k < 0)
                                 return k;
                         if (es[i].type == RAFT_ENTRY_CONF_CHANGE)
-                                r->pending_conf_index = log_last_index(&r->log) + i + 1;
+                                r->pending_conf_index = raft_log_last_index(&r->log) + i + 1;
                 }
         k = raft_append_entries_local(r, es, n);
         if (k < 0)
@@ -165,46 +165,46 @@ static void step_leader_app_resp(Raft *r, Progress *pr, const RaftMessage *m) {
 
                 /* The follower told us the term at its hint: skip our entries of later terms too. */
                 if (m->log_term > 0)
-                        next_probe = log_find_conflict_by_term(&r->log, m->reject_hint, m->log_term, &t);
-                if (progress_maybe_decr_to(pr, m->index, next_probe)) {
+                        next_probe = raft_log_find_conflict_by_term(&r->log, m->reject_hint, m->log_term, &t);
+                if (raft_progress_maybe_decr_to(pr, m->index, next_probe)) {
                         if (pr->state == RAFT_PROGRESS_REPLICATE)
-                                progress_become_probe(pr);
-                        replication_send_append(r, m->from);
+                                raft_progress_become_probe(pr);
+                        raft_replication_send_append(r, m->from);
                 }
                 return;
         }
-        bool old_paused = progress_is_paused(pr);
-        if (!progress_maybe_update(pr, m->index))
+        bool old_paused = raft_progress_is_paused(pr);
+        if (!raft_progress_maybe_update(pr, m->index))
                 return;
         switch (pr->state) {
         case RAFT_PROGRESS_PROBE:
-                progress_become_replicate(pr);
+                raft_progress_become_replicate(pr);
                 break;
         case RAFT_PROGRESS_SNAPSHOT:
                 if (pr->match >= pr->pending_snapshot) {
-                        progress_become_probe(pr);
-                        progress_become_replicate(pr);
+                        raft_progress_become_probe(pr);
+                        raft_progress_become_replicate(pr);
                 }
                 break;
         case RAFT_PROGRESS_REPLICATE:
-                inflights_free_le(&pr->inflights, m->index);
+                raft_inflights_free_le(&pr->inflights, m->index);
                 break;
         default:
                 break;
         }
         if (raft_maybe_commit(r)) {
-                readindex_release_pending(r);
-                replication_bcast_append(r);
+                raft_readindex_release_pending(r);
+                raft_replication_bcast_append(r);
         } else if (old_paused) {
                 /* The follower was paused and may now have room: refill it. */
-                replication_send_append(r, m->from);
+                raft_replication_send_append(r, m->from);
         }
         /* Send as much as flow control allows. */
-        while (replication_maybe_send_append(r, m->from, false))
+        while (raft_replication_maybe_send_append(r, m->from, false))
                 ;
-        if (m->from == r->lead_transferee && pr->match == log_last_index(&r->log)) {
+        if (m->from == r->lead_transferee && pr->match == raft_log_last_index(&r->log)) {
                 raft_tracef(r, "sent MsgTimeoutNow to %" PRIu64 " after it caught up", m->from);
-                replication_send_timeout_now(r, m->from);
+                raft_replication_send_timeout_now(r, m->from);
         }
 }
 
@@ -223,24 +223,24 @@ static void step_leader_transfer(Raft *r, Progress *pr, const RaftMessage *m) {
         /* Transfer must finish within one election timeout. */
         r->election_elapsed = 0;
         r->lead_transferee = transferee;
-        if (pr->match == log_last_index(&r->log))
-                replication_send_timeout_now(r, transferee);
+        if (pr->match == raft_log_last_index(&r->log))
+                raft_replication_send_timeout_now(r, transferee);
         else
-                replication_send_append(r, transferee);
+                raft_replication_send_append(r, transferee);
 }
 
-int replication_step_leader(Raft *r, const RaftMessage *m) {
+int raft_replication_step_leader(Raft *r, const RaftMessage *m) {
         Progress *pr;
 
         switch (m->type) {
         case RAFT_MSG_BEAT:
-                replication_bcast_heartbeat(r, NULL, 0);
+                raft_replication_bcast_heartbeat(r, NULL, 0);
                 return 0;
         case RAFT_MSG_CHECK_QUORUM:
-                pr = tracker_get(&r->trk, r->id);
+                pr = raft_tracker_get(&r->trk, r->id);
                 if (pr)
                         pr->recent_active = true;
-                if (!tracker_quorum_active(&r->trk)) {
+                if (!raft_tracker_quorum_active(&r->trk)) {
                         raft_tracef(r, "stepped down at term %" PRIu64 ": quorum not active", r->term);
                         raft_become_follower(r, r->term, RAFT_NONE);
                 }
@@ -251,11 +251,11 @@ int replication_step_leader(Raft *r, const RaftMessage *m) {
         case RAFT_MSG_PROP:
                 return step_leader_propose(r, m);
         case RAFT_MSG_READ_INDEX:
-                return readindex_step_leader(r, m);
+                return raft_readindex_step_leader(r, m);
         default:
                 break;
         }
-        pr = tracker_get(&r->trk, m->from);
+        pr = raft_tracker_get(&r->trk, m->from);
         if (!pr)
                 return 0;
         switch (m->type) {
@@ -266,25 +266,25 @@ int replication_step_leader(Raft *r, const RaftMessage *m) {
                 pr->recent_active = true;
                 pr->probe_sent = false;
                 /* Free one slot so a stalled pipeline can make progress after losses. */
-                if (pr->state == RAFT_PROGRESS_REPLICATE && inflights_full(&pr->inflights))
-                        inflights_free_first_one(&pr->inflights);
-                if (pr->match < log_last_index(&r->log))
-                        replication_send_append(r, m->from);
-                readindex_handle_heartbeat_resp(r, m);
+                if (pr->state == RAFT_PROGRESS_REPLICATE && raft_inflights_full(&pr->inflights))
+                        raft_inflights_free_first_one(&pr->inflights);
+                if (pr->match < raft_log_last_index(&r->log))
+                        raft_replication_send_append(r, m->from);
+                raft_readindex_handle_heartbeat_resp(r, m);
                 break;
         case RAFT_MSG_SNAP_STATUS:
                 if (pr->state != RAFT_PROGRESS_SNAPSHOT)
                         break;
                 if (m->reject)
                         pr->pending_snapshot = 0;
-                progress_become_probe(pr);
+                raft_progress_become_probe(pr);
                 /* Wait for the follower's MsgAppResp (or a heartbeat response) before probing. */
                 pr->probe_sent = true;
                 break;
         case RAFT_MSG_UNREACHABLE:
                 /* Optimistic sends are probably lost: fall back to probing. */
                 if (pr->state == RAFT_PROGRESS_REPLICATE)
-                        progress_become_probe(pr);
+                        raft_progress_become_probe(pr);
                 break;
         case RAFT_MSG_TRANSFER_LEADER:
                 step_leader_transfer(r, pr, m);
@@ -295,7 +295,7 @@ int replication_step_leader(Raft *r, const RaftMessage *m) {
         return 0;
 }
 
-int replication_step_follower(Raft *r, const RaftMessage *m) {
+int raft_replication_step_follower(Raft *r, const RaftMessage *m) {
         RaftMessage f;
 
         switch (m->type) {
@@ -310,17 +310,17 @@ int replication_step_follower(Raft *r, const RaftMessage *m) {
         case RAFT_MSG_APP:
                 r->election_elapsed = 0;
                 r->lead = m->from;
-                replication_handle_append(r, m);
+                raft_replication_handle_append(r, m);
                 return 0;
         case RAFT_MSG_HEARTBEAT:
                 r->election_elapsed = 0;
                 r->lead = m->from;
-                replication_handle_heartbeat(r, m);
+                raft_replication_handle_heartbeat(r, m);
                 return 0;
         case RAFT_MSG_SNAP:
                 r->election_elapsed = 0;
                 r->lead = m->from;
-                snapshot_handle(r, m);
+                raft_snapshot_handle(r, m);
                 return 0;
         case RAFT_MSG_TRANSFER_LEADER:
         case RAFT_MSG_READ_INDEX:
@@ -334,10 +334,10 @@ int replication_step_follower(Raft *r, const RaftMessage *m) {
         case RAFT_MSG_TIMEOUT_NOW:
                 /* The leader asked us to take over: campaign at once, without pre-vote, and tell
                  * voters to ignore their leader lease. */
-                election_hup(r, CAMPAIGN_TRANSFER);
+                raft_election_hup(r, CAMPAIGN_TRANSFER);
                 return 0;
         case RAFT_MSG_READ_INDEX_RESP:
-                readindex_add_read_state(r, m->index, m->context, m->context_len);
+                raft_readindex_add_read_state(r, m->index, m->context, m->context_len);
                 return 0;
         default:
                 return 0;

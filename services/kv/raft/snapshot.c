@@ -7,25 +7,25 @@
 
 #include "raft-internal.h"
 
-bool snapshot_maybe_send(Raft *r, Progress *pr) {
+bool raft_snapshot_maybe_send(Raft *r, Progress *pr) {
         const RaftSnapshot *snap;
         int k;
 
         /* Snapshots are expensive: only for peers we heard from recently. */
         if (!pr->recent_active)
                 return false;
-        k = log_snapshot(&r->log, &snap);
+        k = raft_log_snapshot(&r->log, &snap);
         if (k < 0)
                 return false;   /* -EAGAIN: not available yet, try again later */
         raft_assert(snap->metadata.index > 0);
-        progress_become_snapshot(pr, snap->metadata.index);
+        raft_progress_become_snapshot(pr, snap->metadata.index);
         raft_tracef(r, "sending snapshot [index %" PRIu64 ", term %" PRIu64 "] to %" PRIu64,
                     snap->metadata.index, snap->metadata.term, pr->id);
         raft_send(r, &(RaftMessage) { .type = RAFT_MSG_SNAP, .to = pr->id, .snapshot = snap });
         return true;
 }
 
-bool snapshot_restore(Raft *r, const RaftSnapshot *s) {
+bool raft_snapshot_restore(Raft *r, const RaftSnapshot *s) {
         const RaftConfState *cs = &s->metadata.conf_state;
         bool found;
         int k;
@@ -38,7 +38,7 @@ bool snapshot_restore(Raft *r, const RaftSnapshot *s) {
                 raft_become_follower(r, r->term + 1, RAFT_NONE);
                 return false;
         }
-        if (conf_state_validate(cs) < 0)
+        if (raft_conf_state_validate(cs) < 0)
                 return false;
         found = raft_conf_state_has(cs, r->id, NULL);
         /* A member ignores a snapshot whose configuration does not include it (etcd's
@@ -49,22 +49,22 @@ bool snapshot_restore(Raft *r, const RaftSnapshot *s) {
                 return false;
         }
         /* We already have the entry: just fast-forward the commit index. */
-        if (log_match_term(&r->log, s->metadata.index, s->metadata.term)) {
-                log_commit_to(&r->log, s->metadata.index);
+        if (raft_log_match_term(&r->log, s->metadata.index, s->metadata.term)) {
+                raft_log_commit_to(&r->log, s->metadata.index);
                 return false;
         }
         /* Build the new tracker from scratch first, so that running out of memory in either
          * step leaves the node unchanged. */
         Tracker t = { .max_inflight = r->trk.max_inflight };
-        k = tracker_set_conf(&t, &r->alloc, cs, s->metadata.index + 1);
+        k = raft_tracker_set_conf(&t, &r->alloc, cs, s->metadata.index + 1);
         if (k < 0)
                 return false;
-        k = log_restore(&r->log, s);
+        k = raft_log_restore(&r->log, s);
         if (k < 0) {
-                tracker_done(&t, &r->alloc);
+                raft_tracker_done(&t, &r->alloc);
                 return false;
         }
-        tracker_done(&r->trk, &r->alloc);
+        raft_tracker_done(&r->trk, &r->alloc);
         r->trk = t;
         for (size_t i = 0; i < r->trk.n; i++) {
                 Progress *pr = &r->trk.prs[i];
@@ -72,18 +72,18 @@ bool snapshot_restore(Raft *r, const RaftSnapshot *s) {
                 pr->match = pr->id == r->id ? s->metadata.index : 0;
                 pr->next = s->metadata.index + 1;
         }
-        confchange_switch_to_config(r);
+        raft_confchange_switch_to_config(r);
         raft_tracef(r, "restored snapshot [index %" PRIu64 ", term %" PRIu64 "]",
                     s->metadata.index, s->metadata.term);
         return true;
 }
 
-void snapshot_handle(Raft *r, const RaftMessage *m) {
+void raft_snapshot_handle(Raft *r, const RaftMessage *m) {
         if (!m->snapshot)
                 return;
-        if (snapshot_restore(r, m->snapshot))
+        if (raft_snapshot_restore(r, m->snapshot))
                 raft_send(r, &(RaftMessage) { .type = RAFT_MSG_APP_RESP, .to = m->from,
-                                              .index = log_last_index(&r->log) });
+                                              .index = raft_log_last_index(&r->log) });
         else
                 raft_send(r, &(RaftMessage) { .type = RAFT_MSG_APP_RESP, .to = m->from,
                                               .index = r->log.committed });

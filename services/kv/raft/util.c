@@ -58,11 +58,11 @@ int raft_grow(const RaftAllocator *a, void **array, size_t *cap, size_t need, si
         return 0;
 }
 
-int entry_vec_reserve(EntryVec *v, const RaftAllocator *a, size_t need) {
+int raft_entry_vec_reserve(EntryVec *v, const RaftAllocator *a, size_t need) {
         return raft_grow(a, (void **) &v->e, &v->cap, need, sizeof(RaftEntry));
 }
 
-void entry_vec_done(EntryVec *v, const RaftAllocator *a) {
+void raft_entry_vec_done(EntryVec *v, const RaftAllocator *a) {
         raft_mfree(a, v->e);
         *v = (EntryVec) {};
 }
@@ -78,7 +78,7 @@ struct ArenaChunk {
 
 #define ARENA_CHUNK_MIN (64 * 1024)
 
-void *arena_alloc(Arena *a, const RaftAllocator *al, size_t size) {
+void *raft_arena_alloc(Arena *a, const RaftAllocator *al, size_t size) {
         ArenaChunk *c = a->chunks;
         size_t need = (size + sizeof(max_align_t) - 1) & ~(sizeof(max_align_t) - 1);
         void *p;
@@ -101,18 +101,18 @@ void *arena_alloc(Arena *a, const RaftAllocator *al, size_t size) {
         return p;
 }
 
-void *arena_dup(Arena *a, const RaftAllocator *al, const void *p, size_t size) {
+void *raft_arena_dup(Arena *a, const RaftAllocator *al, const void *p, size_t size) {
         void *c;
 
         if (size == 0)
                 return NULL;
-        c = arena_alloc(a, al, size);
+        c = raft_arena_alloc(a, al, size);
         if (c)
                 memcpy(c, p, size);
         return c;
 }
 
-void arena_reset(Arena *a, const RaftAllocator *al) {
+void raft_arena_reset(Arena *a, const RaftAllocator *al) {
         ArenaChunk *keep = a->chunks;
 
         for (ArenaChunk *c = a->chunks; c; c = c->next)
@@ -131,7 +131,7 @@ void arena_reset(Arena *a, const RaftAllocator *al) {
         a->chunks = keep;
 }
 
-void arena_done(Arena *a, const RaftAllocator *al) {
+void raft_arena_done(Arena *a, const RaftAllocator *al) {
         while (a->chunks) {
                 ArenaChunk *n = a->chunks->next;
                 raft_mfree(al, a->chunks);
