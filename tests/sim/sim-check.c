@@ -73,7 +73,9 @@ static void check_leader_completeness(Sim *s, SimNode *n, uint64_t term) {
                 uint64_t t;
                 int r;
 
-                if (c->committed[i].term == 0)
+                /* Only entries committed in earlier terms are owed to this leader: a stale
+                 * leader of an older term may win (delayed votes) after newer commits. */
+                if (c->committed[i].term == 0 || c->committed[i].commit_term >= term)
                         continue;
                 r = raft_term_at(n->raft, i, &t);
                 if (r == -ENOENT)
@@ -103,6 +105,7 @@ static void check_commit(Sim *s, SimNode *n) {
                         continue;       /* compacted: came with a snapshot */
                 if (c->committed[i].term == 0) {
                         c->committed[i].term = t;
+                        c->committed[i].commit_term = raft_get_hard_state(n->raft).term;
                         if (i > c->max_committed)
                                 c->max_committed = i;
                 } else if (c->committed[i].term != t) {
@@ -219,6 +222,7 @@ void check_applied(Sim *s, SimNode *n, const RaftEntry *e) {
         if (c->committed[e->index].term == 0) {
                 c->committed[e->index].term = e->term;
                 c->committed[e->index].hash = h;
+                c->committed[e->index].commit_term = raft_get_hard_state(n->raft).term;
                 if (e->index > c->max_committed)
                         c->max_committed = e->index;
                 return;

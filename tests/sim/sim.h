@@ -106,7 +106,9 @@ typedef struct SimChecker {
         size_t cap_terms;
         SimEntryKey *entries;           /* open-addressing map (index, term) -> content */
         size_t n_entries, cap_entries;
-        struct { uint64_t term, hash; } *committed;     /* [index], term 0: unknown */
+        /* [index]: the entry's term (0: unknown), content hash (0: unknown yet) and the term in
+         * which it was first seen committed (the committing leader's). */
+        struct { uint64_t term, hash, commit_term; } *committed;
         size_t cap_committed;
         uint64_t max_committed;
         bool failed;
