@@ -254,12 +254,13 @@ int raft_log_slice(RaftLog *l, uint64_t lo, uint64_t hi, uint64_t max_size, Entr
 static int unstable_truncate_and_append(RaftLog *l, const RaftEntry *ents, size_t n) {
         Unstable *u = &l->unstable;
         uint64_t after = ents[0].index;
+        void *stack[RAFT_STACK_BATCH], **copies;
         size_t keep;
-        void **copies;
         int r;
 
-        /* Copy all data first, so that running out of memory leaves the log untouched. */
-        copies = raft_malloc(l->alloc, n * sizeof(void *));
+        /* Copy all data first, so that running out of memory leaves the log untouched. Small
+         * batches (the common case: one proposal) keep the pointer list on the stack. */
+        copies = n <= RAFT_STACK_BATCH ? stack : raft_malloc(l->alloc, n * sizeof(void *));
         if (!copies)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
@@ -267,7 +268,8 @@ static int unstable_truncate_and_append(RaftLog *l, const RaftEntry *ents, size_
                 if (ents[i].len > 0 && !copies[i]) {
                         for (size_t j = 0; j < i; j++)
                                 raft_mfree(l->alloc, copies[j]);
-                        raft_mfree(l->alloc, copies);
+                        if (copies != stack)
+                                raft_mfree(l->alloc, copies);
                         return -ENOMEM;
                 }
         }
@@ -279,7 +281,8 @@ static int unstable_truncate_and_append(RaftLog *l, const RaftEntry *ents, size_
         if (r < 0) {
                 for (size_t j = 0; j < n; j++)
                         raft_mfree(l->alloc, copies[j]);
-                raft_mfree(l->alloc, copies);
+                if (copies != stack)
+                        raft_mfree(l->alloc, copies);
                 return r;
         }
         if (after == u->offset + u->n) {
@@ -298,7 +301,8 @@ static int unstable_truncate_and_append(RaftLog *l, const RaftEntry *ents, size_
                 u->entries[u->n].data = copies[i];
                 u->n++;
         }
-        raft_mfree(l->alloc, copies);
+        if (copies != stack)
+                raft_mfree(l->alloc, copies);
         return 0;
 }
 

@@ -151,8 +151,8 @@ static void free_from(RaftMemoryStorage *ms, size_t from) {
 
 int raft_memory_storage_append(RaftMemoryStorage *ms, const RaftEntry *entries, size_t n) {
         uint64_t first = raft_memory_storage_first_index(ms), last, offset;
+        void *stack[RAFT_STACK_BATCH], **copies;
         size_t keep;
-        void **copies;
         int r;
 
         if (n == 0)
@@ -169,7 +169,7 @@ int raft_memory_storage_append(RaftMemoryStorage *ms, const RaftEntry *entries, 
                 return -EINVAL;         /* a gap: missing entries */
         keep = (size_t) offset;
         /* Copy data before changing anything, so -ENOMEM leaves the storage intact. */
-        copies = raft_malloc(&ms->alloc, n * sizeof(void *));
+        copies = n <= RAFT_STACK_BATCH ? stack : raft_malloc(&ms->alloc, n * sizeof(void *));
         if (!copies)
                 return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
@@ -177,7 +177,8 @@ int raft_memory_storage_append(RaftMemoryStorage *ms, const RaftEntry *entries, 
                 if (entries[i].len > 0 && !copies[i]) {
                         for (size_t j = 0; j < i; j++)
                                 raft_mfree(&ms->alloc, copies[j]);
-                        raft_mfree(&ms->alloc, copies);
+                        if (copies != stack)
+                                raft_mfree(&ms->alloc, copies);
                         return -ENOMEM;
                 }
         }
@@ -185,7 +186,8 @@ int raft_memory_storage_append(RaftMemoryStorage *ms, const RaftEntry *entries, 
         if (r < 0) {
                 for (size_t j = 0; j < n; j++)
                         raft_mfree(&ms->alloc, copies[j]);
-                raft_mfree(&ms->alloc, copies);
+                if (copies != stack)
+                        raft_mfree(&ms->alloc, copies);
                 return r;
         }
         free_from(ms, keep);
@@ -194,7 +196,8 @@ int raft_memory_storage_append(RaftMemoryStorage *ms, const RaftEntry *entries, 
                 ms->ents[ms->n].data = copies[i];
                 ms->n++;
         }
-        raft_mfree(&ms->alloc, copies);
+        if (copies != stack)
+                raft_mfree(&ms->alloc, copies);
         return 0;
 }
 

@@ -19,6 +19,9 @@
 
 _Noreturn void raft_assert_failed(const char *expr, const char *file, int line, const char *func);
 
+/* Entries per append whose bookkeeping lives on the stack instead of the heap. */
+#define RAFT_STACK_BATCH 16
+
 #define RAFT_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define RAFT_MAX(a, b) ((a) > (b) ? (a) : (b))
 
