@@ -8,28 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sim.h"
-
-typedef enum SimEventType {
-        EV_TICK,
-        EV_DELIVER,
-        EV_SYNC_DONE,
-        EV_CLIENT,
-        EV_OP_TIMEOUT,
-        EV_NEMESIS,
-        EV_REPORT_SNAP,
-        EV_RESTART,
-} SimEventType;
-
-typedef struct SimEvent {
-        uint64_t at, seq;
-        SimEventType type;
-        uint64_t node, from;
-        unsigned incarnation;
-        uint32_t arg;
-        uint8_t *buf;
-        size_t len;
-} SimEvent;
+#include "sim-internal.h"
 
 typedef enum SimWriteType { W_HARD_STATE, W_ENTRIES, W_SNAPSHOT } SimWriteType;
 
@@ -42,36 +21,25 @@ struct SimPendingWrite {
 };
 
 #define RAFT_MAX_U64(a, b) ((a) > (b) ? (a) : (b))
-#define SIM_SNAPSHOT_SIZE (SIM_KEYS * 8 + SIM_MAX_OPS / 8)
-#define OP_ENCODED_SIZE   14
 
 static void oom(void) {
         fprintf(stderr, "sim: out of memory\n");
         abort();
 }
 
-static void *xmalloc(size_t n) {
+void *sim_xmalloc(size_t n) {
         void *p = malloc(n ? n : 1);
         if (!p)
                 oom();
         return p;
 }
 
-static void *xrealloc(void *p, size_t n) {
+void *sim_xrealloc(void *p, size_t n) {
         p = realloc(p, n ? n : 1);
         if (!p)
                 oom();
         return p;
 }
-
-#define GROW(array, cap, need)                                                  \
-        do {                                                                    \
-                if ((need) > (cap)) {                                           \
-                        size_t _c = (cap) * 2 > (need) ? (cap) * 2 : (need) + 8; \
-                        (array) = xrealloc((array), _c * sizeof(*(array)));     \
-                        (cap) = _c;                                             \
-                }                                                               \
-        } while (0)
 
 uint64_t sim_rand(uint64_t *state) {
         uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
@@ -81,12 +49,12 @@ uint64_t sim_rand(uint64_t *state) {
         return z ^ (z >> 31);
 }
 
-static unsigned rand_below(uint64_t *state, unsigned n) {
+unsigned sim_rand_below(uint64_t *state, unsigned n) {
         return n == 0 ? 0 : (unsigned) (sim_rand(state) % n);
 }
 
-static bool roll(uint64_t *state, unsigned permille) {
-        return permille > 0 && rand_below(state, 1000) < permille;
+bool sim_roll(uint64_t *state, unsigned permille) {
+        return permille > 0 && sim_rand_below(state, 1000) < permille;
 }
 
 void sim_logf(Sim *s, const char *fmt, ...) {
@@ -104,99 +72,9 @@ void sim_logf(Sim *s, const char *fmt, ...) {
 
 /* ---- formatting ---- */
 
-static void fmt_data(char *buf, size_t size, const void *data, size_t len) {
-        const uint8_t *p = data;
-        size_t o = 0;
 
-        if (len == OP_ENCODED_SIZE && p[0] == 'W') {
-                uint32_t id;
-                uint64_t v;
 
-                memcpy(&id, p + 1, 4);
-                memcpy(&v, p + 6, 8);
-                snprintf(buf, size, "w(op=%" PRIu32 ",k=%u,v=%" PRIu64 ")", id, p[5], v);
-                return;
-        }
-        o += (size_t) snprintf(buf + o, size - o, "\"");
-        for (size_t i = 0; i < len && o + 5 < size; i++)
-                o += (size_t) snprintf(buf + o, size - o, p[i] >= 32 && p[i] < 127 && p[i] != '"' ? "%c" : "\\x%02x", p[i]);
-        if (o + 1 < size)
-                snprintf(buf + o, size - o, "\"");
-}
 
-static void fmt_entry(char *buf, size_t size, const RaftEntry *e) {
-        char d[128];
-
-        if (e->type == RAFT_ENTRY_CONF_CHANGE) {
-                RaftConfChange cc;
-
-                if (raft_conf_change_decode(e->data, e->len, &cc) == 0)
-                        snprintf(d, sizeof(d), "%s %" PRIu64, raft_conf_change_type_to_string(cc.type), cc.node_id);
-                else
-                        snprintf(d, sizeof(d), "bad-conf-change");
-                snprintf(buf, size, "%" PRIu64 "/%" PRIu64 " conf[%s]", e->term, e->index, d);
-                return;
-        }
-        fmt_data(d, sizeof(d), e->data, e->len);
-        snprintf(buf, size, "%" PRIu64 "/%" PRIu64 " %s", e->term, e->index, d);
-}
-
-static void fmt_conf(char *buf, size_t size, const RaftConfState *cs) {
-        size_t o = 0;
-
-        o += (size_t) snprintf(buf + o, size - o, "voters=(");
-        for (uint32_t i = 0; i < cs->n_voters && o < size; i++)
-                o += (size_t) snprintf(buf + o, size - o, "%s%" PRIu64, i ? " " : "", cs->voters[i]);
-        if (o < size)
-                o += (size_t) snprintf(buf + o, size - o, ")");
-        if (cs->n_learners > 0 && o < size) {
-                o += (size_t) snprintf(buf + o, size - o, " learners=(");
-                for (uint32_t i = 0; i < cs->n_learners && o < size; i++)
-                        o += (size_t) snprintf(buf + o, size - o, "%s%" PRIu64, i ? " " : "", cs->learners[i]);
-                if (o < size)
-                        snprintf(buf + o, size - o, ")");
-        }
-}
-
-static void fmt_msg(char *buf, size_t size, const RaftMessage *m) {
-        size_t o = 0;
-
-        o += (size_t) snprintf(buf + o, size - o, "%" PRIu64 "->%" PRIu64 " %s term=%" PRIu64,
-                               m->from, m->to, raft_message_type_to_string(m->type), m->term);
-        if (m->type == RAFT_MSG_APP || m->type == RAFT_MSG_VOTE || m->type == RAFT_MSG_PRE_VOTE)
-                o += (size_t) snprintf(buf + o, size - o, " log=%" PRIu64 "/%" PRIu64, m->log_term, m->index);
-        else if (m->index)
-                o += (size_t) snprintf(buf + o, size - o, " index=%" PRIu64, m->index);
-        if (m->commit && o < size)
-                o += (size_t) snprintf(buf + o, size - o, " commit=%" PRIu64, m->commit);
-        if (m->reject && o < size)
-                o += (size_t) snprintf(buf + o, size - o, " rejected (hint %" PRIu64 "/%" PRIu64 ")",
-                                       m->reject_hint, m->log_term);
-        if (m->n_entries > 0 && o < size) {
-                o += (size_t) snprintf(buf + o, size - o, " entries=[");
-                for (size_t i = 0; i < m->n_entries && o < size; i++) {
-                        char e[160];
-
-                        fmt_entry(e, sizeof(e), &m->entries[i]);
-                        o += (size_t) snprintf(buf + o, size - o, "%s%s", i ? ", " : "", e);
-                }
-                if (o < size)
-                        o += (size_t) snprintf(buf + o, size - o, "]");
-        }
-        if (m->snapshot && o < size) {
-                char c[128];
-
-                fmt_conf(c, sizeof(c), &m->snapshot->metadata.conf_state);
-                o += (size_t) snprintf(buf + o, size - o, " snapshot[index=%" PRIu64 " term=%" PRIu64 " %s]",
-                                       m->snapshot->metadata.index, m->snapshot->metadata.term, c);
-        }
-        if (m->context_len > 0 && o < size) {
-                char d[64];
-
-                fmt_data(d, sizeof(d), m->context, m->context_len);
-                snprintf(buf + o, size - o, " ctx=%s", d);
-        }
-}
 
 /* ---- event queue ---- */
 
@@ -204,7 +82,7 @@ static bool ev_less(const SimEvent *a, const SimEvent *b) {
         return a->at < b->at || (a->at == b->at && a->seq < b->seq);
 }
 
-static void ev_push(Sim *s, SimEvent e) {
+void sim_ev_push(Sim *s, SimEvent e) {
         size_t i;
 
         e.seq = s->seq++;
@@ -246,80 +124,11 @@ static SimEvent ev_pop(Sim *s) {
 
 /* ---- register state machine ---- */
 
-static void encode_op(uint8_t buf[OP_ENCODED_SIZE], uint32_t id, uint8_t key, uint64_t value) {
-        buf[0] = 'W';
-        memcpy(buf + 1, &id, 4);
-        buf[5] = key;
-        memcpy(buf + 6, &value, 8);
-}
 
-static void sm_snapshot(const SimNode *n, uint8_t buf[SIM_SNAPSHOT_SIZE]) {
-        memcpy(buf, n->values, SIM_KEYS * 8);
-        memcpy(buf + SIM_KEYS * 8, n->applied_ops, sizeof(n->applied_ops));
-}
 
-static void sm_restore(SimNode *n, const RaftSnapshot *snap) {
-        memset(n->values, 0, sizeof(n->values));
-        memset(n->applied_ops, 0, sizeof(n->applied_ops));
-        if (snap && snap->len == SIM_SNAPSHOT_SIZE) {
-                memcpy(n->values, snap->data, SIM_KEYS * 8);
-                memcpy(n->applied_ops, (const uint8_t *) snap->data + SIM_KEYS * 8, sizeof(n->applied_ops));
-        }
-        n->applied = snap ? snap->metadata.index : 0;
-        n->conf = snap ? snap->metadata.conf_state : (RaftConfState) {};
-}
 
-static void client_next(Sim *s, unsigned client, unsigned think_ms);
 
-static void op_finish(Sim *s, SimOp *op, SimOpStatus st) {
-        if (op->status != SIM_OP_PENDING)
-                return;
-        op->status = st;
-        op->return_ms = st == SIM_OP_UNKNOWN ? SIM_NEVER : s->now_ms;
-        if (op->client < s->n_clients && s->client_op[op->client] == (int) op->id) {
-                s->client_op[op->client] = -1;
-                client_next(s, op->client, rand_below(&s->rng_client, 20));
-        }
-}
 
-static void sm_apply(Sim *s, SimNode *n, const RaftEntry *e) {
-        const uint8_t *p = e->data;
-        uint32_t id;
-        uint64_t v;
-
-        if (e->len != OP_ENCODED_SIZE || p[0] != 'W')
-                return;
-        memcpy(&id, p + 1, 4);
-        memcpy(&v, p + 6, 8);
-        if (id >= SIM_MAX_OPS || p[5] >= SIM_KEYS)
-                return;
-        /* Deduplicate: a proposal the network duplicated may commit twice. */
-        if (!(n->applied_ops[id / 8] & (1u << (id % 8)))) {
-                n->applied_ops[id / 8] |= (uint8_t) (1u << (id % 8));
-                n->values[p[5]] = v;
-        }
-        if (id < s->n_ops && s->ops[id].node == n->id && s->ops[id].is_write &&
-            s->ops[id].status == SIM_OP_PENDING)
-                op_finish(s, &s->ops[id], SIM_OP_OK);
-}
-
-static void serve_reads(Sim *s, SimNode *n) {
-        size_t k = 0;
-
-        for (size_t i = 0; i < n->n_waiting_reads; i++) {
-                SimOp *op = &s->ops[n->waiting_reads[i]];
-
-                if (op->status != SIM_OP_PENDING)
-                        continue;
-                if (op->read_index <= n->applied) {
-                        op->value = n->values[op->key];
-                        op_finish(s, op, SIM_OP_OK);
-                        continue;
-                }
-                n->waiting_reads[k++] = n->waiting_reads[i];
-        }
-        n->n_waiting_reads = k;
-}
 
 /* ---- disk ---- */
 
@@ -373,7 +182,7 @@ static SimPendingWrite write_entries(const RaftEntry *es, size_t k) {
 
         for (size_t i = 0; i < k; i++)
                 bytes += es[i].len;
-        c = xmalloc(bytes);
+        c = sim_xmalloc(bytes);
         p = (uint8_t *) (c + k);
         for (size_t i = 0; i < k; i++) {
                 c[i] = es[i];
@@ -429,7 +238,7 @@ static int node_start(Sim *s, SimNode *n) {
 
         raft_memory_storage_get(n->ms, &st);
         (void) st.snapshot(st.userdata, &snap);
-        sm_restore(n, snap);
+        sim_sm_restore(n, snap);
         c = (RaftConfig) {
                 .id = n->id,
                 .election_tick = s->o.election_tick,
@@ -475,7 +284,7 @@ static void fail_waiting_ops(Sim *s, SimNode *n) {
                 SimOp *op = &s->ops[i];
 
                 if (op->node == n->id && op->status == SIM_OP_PENDING)
-                        op_finish(s, op, op->is_write ? SIM_OP_UNKNOWN : SIM_OP_FAILED);
+                        sim_op_finish(s, op, op->is_write ? SIM_OP_UNKNOWN : SIM_OP_FAILED);
         }
         n->n_waiting_reads = 0;
 }
@@ -487,7 +296,7 @@ void sim_crash(Sim *s, uint64_t id) {
         if (!n->exists || !n->alive)
                 return;
         /* Unsynced writes: a random prefix reaches the disk, the rest is lost. */
-        kept = n->n_pending ? rand_below(&s->rng_misc, (unsigned) n->n_pending + 1) : 0;
+        kept = n->n_pending ? sim_rand_below(&s->rng_misc, (unsigned) n->n_pending + 1) : 0;
         sim_logf(s, "node %" PRIu64 " crashed (%zu of %zu unsynced writes survive)", id, kept, n->n_pending);
         disk_sync(n, kept);
         n->raft = raft_free(n->raft);
@@ -519,7 +328,7 @@ int sim_restart(Sim *s, uint64_t id) {
 /* ---- network ---- */
 
 static void report_snap_later(Sim *s, uint64_t from, uint64_t to, bool ok, uint64_t at) {
-        ev_push(s, (SimEvent) { .at = at, .type = EV_REPORT_SNAP, .node = from, .from = to,
+        sim_ev_push(s, (SimEvent) { .at = at, .type = EV_REPORT_SNAP, .node = from, .from = to,
                                 .arg = ok, .incarnation = s->nodes[from].incarnation });
 }
 
@@ -532,12 +341,12 @@ static void send_message(Sim *s, const RaftMessage *m) {
         s->stat_msgs++;
         if (s->o.trace) {
                 char b[1024];
-                fmt_msg(b, sizeof(b), m);
+                sim_fmt_msg(b, sizeof(b), m);
                 sim_logf(s, "  send %s", b);
         }
         if (m->type == RAFT_MSG_SNAP)
                 s->stat_snapshots_sent++;
-        buf = xmalloc(len);
+        buf = sim_xmalloc(len);
         r = raft_message_encode(m, buf, len);
         if (r < 0 || (size_t) r != len) {
                 fprintf(stderr, "sim: encode failed\n");
@@ -549,7 +358,7 @@ static void send_message(Sim *s, const RaftMessage *m) {
                                                             .from = m->from, .buf = buf, .len = len };
                 return;
         }
-        if (m->to > SIM_MAX_NODES || !s->nodes[m->to].exists || roll(&s->rng_net, s->net.drop_permille)) {
+        if (m->to > SIM_MAX_NODES || !s->nodes[m->to].exists || sim_roll(&s->rng_net, s->net.drop_permille)) {
                 s->stat_dropped++;
                 free(buf);
                 if (m->type == RAFT_MSG_SNAP)
@@ -559,21 +368,21 @@ static void send_message(Sim *s, const RaftMessage *m) {
         for (int copy = 0; copy < 2; copy++) {
                 uint8_t *b = buf;
 
-                delay = s->net.delay_min_ms + rand_below(&s->rng_net, s->net.delay_max_ms - s->net.delay_min_ms + 1);
-                if (roll(&s->rng_net, s->net.long_delay_permille))
-                        delay += rand_below(&s->rng_net, s->net.long_delay_max_ms + 1);
+                delay = s->net.delay_min_ms + sim_rand_below(&s->rng_net, s->net.delay_max_ms - s->net.delay_min_ms + 1);
+                if (sim_roll(&s->rng_net, s->net.long_delay_permille))
+                        delay += sim_rand_below(&s->rng_net, s->net.long_delay_max_ms + 1);
                 if (copy == 1) {
-                        b = xmalloc(len);
+                        b = sim_xmalloc(len);
                         memcpy(b, buf, len);
                 }
-                ev_push(s, (SimEvent) { .at = s->now_ms + delay, .type = EV_DELIVER, .node = m->to,
+                sim_ev_push(s, (SimEvent) { .at = s->now_ms + delay, .type = EV_DELIVER, .node = m->to,
                                         .from = m->from, .buf = b, .len = len });
-                if (m->type == RAFT_MSG_SNAP || !roll(&s->rng_net, s->net.dup_permille))
+                if (m->type == RAFT_MSG_SNAP || !sim_roll(&s->rng_net, s->net.dup_permille))
                         break;
         }
 }
 
-static void node_after_input(Sim *s, SimNode *n) {
+void sim_node_after_input(Sim *s, SimNode *n) {
         check_leader(s, n);
         if (!s->o.manual)
                 node_handle_ready(s, n);
@@ -600,7 +409,7 @@ static void deliver(Sim *s, SimEvent *e) {
                  * socket buffer. */
                 SimEvent later = *e;
                 later.at = n->busy_until;
-                ev_push(s, later);
+                sim_ev_push(s, later);
                 return;
         }
         r = raft_message_decode(e->buf, e->len, NULL, &m);
@@ -611,7 +420,7 @@ static void deliver(Sim *s, SimEvent *e) {
         }
         if (s->o.trace) {
                 char b[1024];
-                fmt_msg(b, sizeof(b), &m);
+                sim_fmt_msg(b, sizeof(b), &m);
                 sim_logf(s, "  recv %s", b);
         }
         r = raft_step(n->raft, &m);
@@ -620,7 +429,7 @@ static void deliver(Sim *s, SimEvent *e) {
         if (m.type == RAFT_MSG_SNAP)
                 report_snap_later(s, e->from, e->node, true, s->now_ms);
         raft_message_free_contents(&m, NULL);
-        node_after_input(s, n);
+        sim_node_after_input(s, n);
 }
 
 /* ---- the Ready loop ---- */
@@ -663,7 +472,7 @@ static void maybe_compact(Sim *s, SimNode *n) {
 
         if (s->o.compact_every == 0 || n->applied < first + s->o.compact_every)
                 return;
-        sm_snapshot(n, snap);
+        sim_sm_snapshot(n, snap);
         if (raft_memory_storage_create_snapshot(n->ms, n->applied, &n->conf, snap, sizeof(snap)) < 0 ||
             raft_memory_storage_create_snapshot(n->durable, n->applied, &n->conf, snap, sizeof(snap)) < 0)
                 return;
@@ -689,20 +498,20 @@ static void trace_ready(Sim *s, SimNode *n, const RaftReady *rd) {
                 sim_logf(s, "  hard: term=%" PRIu64 " vote=%" PRIu64 " commit=%" PRIu64,
                          rd->hard_state.term, rd->hard_state.vote, rd->hard_state.commit);
         if (rd->snapshot) {
-                fmt_conf(b, sizeof(b), &rd->snapshot->metadata.conf_state);
+                sim_fmt_conf(b, sizeof(b), &rd->snapshot->metadata.conf_state);
                 sim_logf(s, "  snapshot: index=%" PRIu64 " term=%" PRIu64 " %s",
                          rd->snapshot->metadata.index, rd->snapshot->metadata.term, b);
         }
         for (size_t i = 0; i < rd->n_entries; i++) {
-                fmt_entry(b, sizeof(b), &rd->entries[i]);
+                sim_fmt_entry(b, sizeof(b), &rd->entries[i]);
                 sim_logf(s, "  persist %s", b);
         }
         for (size_t i = 0; i < rd->n_committed_entries; i++) {
-                fmt_entry(b, sizeof(b), &rd->committed_entries[i]);
+                sim_fmt_entry(b, sizeof(b), &rd->committed_entries[i]);
                 sim_logf(s, "  apply %s", b);
         }
         for (size_t i = 0; i < rd->n_read_states; i++) {
-                fmt_data(b, sizeof(b), rd->read_states[i].ctx, rd->read_states[i].ctx_len);
+                sim_fmt_data(b, sizeof(b), rd->read_states[i].ctx, rd->read_states[i].ctx_len);
                 sim_logf(s, "  read-state index=%" PRIu64 " ctx=%s", rd->read_states[i].index, b);
         }
 }
@@ -721,15 +530,15 @@ static void finish_ready(Sim *s, SimNode *n) {
                         const RaftMessage *m = &rd->messages[i];
 
                         if (m->type != RAFT_MSG_VOTE_RESP || m->reject ||
-                            !roll(&s->rng_misc, n->crash_after_vote_permille))
+                            !sim_roll(&s->rng_misc, n->crash_after_vote_permille))
                                 continue;
                         sim_logf(s, "node %" PRIu64 " crashes right after voting for %" PRIu64, n->id, m->to);
                         sim_crash(s, n->id);
-                        sim_schedule_restart(s, n->id, s->now_ms + 1 + rand_below(&s->rng_misc, n->auto_restart_ms + 1));
+                        sim_schedule_restart(s, n->id, s->now_ms + 1 + sim_rand_below(&s->rng_misc, n->auto_restart_ms + 1));
                         return;
                 }
         if (rd->snapshot) {
-                sm_restore(n, rd->snapshot);
+                sim_sm_restore(n, rd->snapshot);
                 note_conf(s, rd->snapshot->metadata.index, &rd->snapshot->metadata.conf_state);
                 /* Writes waiting on this node that the snapshot contains are done. */
                 for (size_t i = 0; i < s->n_ops; i++) {
@@ -737,7 +546,7 @@ static void finish_ready(Sim *s, SimNode *n) {
 
                         if (op->node == n->id && op->is_write && op->status == SIM_OP_PENDING &&
                             (n->applied_ops[op->id / 8] & (1u << (op->id % 8))))
-                                op_finish(s, op, SIM_OP_OK);
+                                sim_op_finish(s, op, SIM_OP_OK);
                 }
         }
         for (size_t i = 0; i < rd->n_committed_entries; i++) {
@@ -750,7 +559,7 @@ static void finish_ready(Sim *s, SimNode *n) {
                 if (e->type == RAFT_ENTRY_CONF_CHANGE)
                         apply_conf_change(s, n, e);
                 else
-                        sm_apply(s, n, e);
+                        sim_sm_apply(s, n, e);
                 n->applied = e->index;
                 s->stat_applied++;
         }
@@ -773,7 +582,7 @@ static void finish_ready(Sim *s, SimNode *n) {
                 check_fail(s, "node %" PRIu64 ": advance failed: %s", n->id, strerror(-r));
                 return;
         }
-        serve_reads(s, n);
+        sim_serve_reads(s, n);
         maybe_compact(s, n);
         check_leader(s, n);
 }
@@ -792,7 +601,7 @@ static bool start_ready(Sim *s, SimNode *n) {
         if (rd->snapshot) {
                 RaftSnapshot c = *rd->snapshot;
 
-                c.data = rd->snapshot->len ? memcpy(xmalloc(c.len), c.data, c.len) : NULL;
+                c.data = rd->snapshot->len ? memcpy(sim_xmalloc(c.len), c.data, c.len) : NULL;
                 disk_write(n, (SimPendingWrite) { .type = W_SNAPSHOT, .snap = c });
         }
         if (rd->n_entries > 0) {
@@ -805,20 +614,20 @@ static bool start_ready(Sim *s, SimNode *n) {
         if (rd->has_hard_state)
                 n->ready_commit = rd->hard_state.commit;
         if (!s->o.manual && ((rd->has_soft_state && rd->soft_state.role == RAFT_LEADER &&
-                              roll(&s->rng_misc, n->crash_new_leader_permille)) ||
+                              sim_roll(&s->rng_misc, n->crash_new_leader_permille)) ||
                              (commits && raft_soft_state(n->raft).role == RAFT_LEADER &&
-                              roll(&s->rng_misc, n->crash_leader_commit_permille)) ||
-                             roll(&s->rng_misc, n->crash_at_ready_permille))) {
+                              sim_roll(&s->rng_misc, n->crash_leader_commit_permille)) ||
+                             sim_roll(&s->rng_misc, n->crash_at_ready_permille))) {
                 sim_logf(s, "node %" PRIu64 " crashes in the middle of a Ready", n->id);
                 sim_crash(s, n->id);
                 if (n->auto_restart_ms)
-                        sim_schedule_restart(s, n->id, s->now_ms + 1 + rand_below(&s->rng_misc, n->auto_restart_ms));
+                        sim_schedule_restart(s, n->id, s->now_ms + 1 + sim_rand_below(&s->rng_misc, n->auto_restart_ms));
                 return false;
         }
         if (rd->must_sync && n->sync_ms > 0 && !s->o.manual) {
                 n->busy = true;
                 n->busy_until = s->now_ms + n->sync_ms;
-                ev_push(s, (SimEvent) { .at = n->busy_until, .type = EV_SYNC_DONE, .node = n->id,
+                sim_ev_push(s, (SimEvent) { .at = n->busy_until, .type = EV_SYNC_DONE, .node = n->id,
                                         .incarnation = n->incarnation });
                 return false;
         }
@@ -846,99 +655,11 @@ void sim_process_ready(Sim *s, uint64_t id) {
 
 /* ---- clients ---- */
 
-static SimNode *pick_node(Sim *s) {
-        SimNode *c[SIM_MAX_NODES];
-        size_t k = 0;
 
-        for (unsigned id = 1; id <= s->max_id; id++)
-                if (s->nodes[id].exists && s->nodes[id].alive && sim_is_member(s, id))
-                        c[k++] = &s->nodes[id];
-        return k ? c[rand_below(&s->rng_client, (unsigned) k)] : NULL;
-}
 
-static SimOp *op_new(Sim *s, unsigned client, SimNode *n, bool is_write, uint8_t key) {
-        SimOp *op;
 
-        if (s->n_ops >= SIM_MAX_OPS)
-                return NULL;
-        op = &s->ops[s->n_ops];
-        *op = (SimOp) { .id = (uint32_t) s->n_ops, .client = (uint8_t) client, .key = key,
-                        .is_write = is_write, .invoke_ms = s->now_ms, .return_ms = SIM_NEVER,
-                        .node = (unsigned) n->id,
-                        .status = SIM_OP_PENDING };
-        s->n_ops++;
-        return op;
-}
 
-static void client_invoke(Sim *s, unsigned client, SimNode *n, SimOp *op) {
-        int r;
 
-        if (op->is_write) {
-                uint8_t buf[OP_ENCODED_SIZE];
-
-                op->value = op->id + 1;         /* unique, never the initial 0 */
-                encode_op(buf, op->id, op->key, op->value);
-                r = raft_propose(n->raft, buf, sizeof(buf));
-        } else {
-                uint8_t ctx[5] = { 'R' };
-
-                memcpy(ctx + 1, &op->id, 4);
-                r = raft_read_index(n->raft, ctx, sizeof(ctx));
-        }
-        sim_logf(s, "client %u: %s key %u%s on node %" PRIu64 " (op %" PRIu32 "): %s", client,
-                 op->is_write ? "write" : "read", op->key, "", n->id, op->id, r < 0 ? strerror(-r) : "ok");
-        if (client < s->n_clients)
-                s->client_op[client] = (int) op->id;
-        if (r < 0) {
-                /* Refused synchronously: certainly no effect. */
-                op_finish(s, op, SIM_OP_FAILED);
-                return;
-        }
-        ev_push(s, (SimEvent) { .at = s->now_ms + s->op_timeout_ms, .type = EV_OP_TIMEOUT, .arg = op->id });
-        node_after_input(s, n);
-}
-
-static void client_next(Sim *s, unsigned client, unsigned think_ms) {
-        if (!s->clients_on || s->o.manual)
-                return;
-        ev_push(s, (SimEvent) { .at = s->now_ms + think_ms, .type = EV_CLIENT, .arg = client });
-}
-
-static void client_event(Sim *s, unsigned client) {
-        SimNode *n;
-        SimOp *op;
-
-        if (!s->clients_on || s->client_op[client] >= 0)
-                return;
-        n = pick_node(s);
-        if (!n) {
-                client_next(s, client, 50);
-                return;
-        }
-        if (n->busy) {
-                ev_push(s, (SimEvent) { .at = n->busy_until, .type = EV_CLIENT, .arg = client });
-                return;
-        }
-        op = op_new(s, client, n, rand_below(&s->rng_client, 100) < 60,
-                    (uint8_t) rand_below(&s->rng_client, SIM_KEYS));
-        if (!op)
-                return;
-        client_invoke(s, client, n, op);
-}
-
-int sim_client_write(Sim *s, unsigned client, uint64_t id, uint8_t key, uint64_t value) {
-        SimNode *n = id ? &s->nodes[id] : pick_node(s);
-        SimOp *op;
-
-        (void) value;
-        if (!n || !n->exists || !n->alive || n->busy)
-                return -EAGAIN;
-        op = op_new(s, client, n, true, key);
-        if (!op)
-                return -ENOSPC;
-        client_invoke(s, client, n, op);
-        return (int) op->id;
-}
 
 /* ---- the event loop ---- */
 
@@ -954,10 +675,10 @@ static void run_event(Sim *s, SimEvent *e) {
 
                         if (t->exists && t->alive && !t->busy) {
                                 (void) raft_tick(t->raft);
-                                node_after_input(s, t);
+                                sim_node_after_input(s, t);
                         }
                 }
-                ev_push(s, (SimEvent) { .at = s->now_ms + s->o.tick_ms, .type = EV_TICK });
+                sim_ev_push(s, (SimEvent) { .at = s->now_ms + s->o.tick_ms, .type = EV_TICK });
                 break;
         case EV_DELIVER:
                 deliver(s, e);
@@ -965,11 +686,11 @@ static void run_event(Sim *s, SimEvent *e) {
         case EV_SYNC_DONE:
                 if (n->alive && n->incarnation == e->incarnation && n->busy) {
                         finish_ready(s, n);
-                        node_after_input(s, n);
+                        sim_node_after_input(s, n);
                 }
                 break;
         case EV_CLIENT:
-                client_event(s, e->arg);
+                sim_client_event(s, e->arg);
                 break;
         case EV_OP_TIMEOUT: {
                 SimOp *op = &s->ops[e->arg];
@@ -978,7 +699,7 @@ static void run_event(Sim *s, SimEvent *e) {
                         if (s->strict_liveness && op->invoke_ms >= s->strict_since_ms)
                                 check_fail(s, "liveness: op %" PRIu32 " (%s on node %u) did not complete within %u ms",
                                            op->id, op->is_write ? "write" : "read", op->node, s->op_timeout_ms);
-                        op_finish(s, op, op->is_write ? SIM_OP_UNKNOWN : SIM_OP_FAILED);
+                        sim_op_finish(s, op, op->is_write ? SIM_OP_UNKNOWN : SIM_OP_FAILED);
                 }
                 break;
         }
@@ -995,11 +716,11 @@ static void run_event(Sim *s, SimEvent *e) {
                         if (n->busy) {
                                 SimEvent later = *e;
                                 later.at = n->busy_until;
-                                ev_push(s, later);
+                                sim_ev_push(s, later);
                                 break;
                         }
                         (void) raft_report_snapshot(n->raft, e->from, e->arg);
-                        node_after_input(s, n);
+                        sim_node_after_input(s, n);
                 }
                 break;
         }
@@ -1025,22 +746,22 @@ bool sim_run_until_cond(Sim *s, uint64_t deadline_ms, bool (*cond)(Sim *s, void 
 }
 
 void sim_start(Sim *s, unsigned n_clients) {
-        ev_push(s, (SimEvent) { .at = s->now_ms + s->o.tick_ms, .type = EV_TICK });
+        sim_ev_push(s, (SimEvent) { .at = s->now_ms + s->o.tick_ms, .type = EV_TICK });
         s->n_clients = n_clients > 8 ? 8 : n_clients;
         s->clients_on = true;
         for (unsigned c = 0; c < s->n_clients; c++) {
                 s->client_op[c] = -1;
-                client_next(s, c, rand_below(&s->rng_client, 50));
+                sim_client_next(s, c, sim_rand_below(&s->rng_client, 50));
         }
 }
 
 void sim_schedule_restart(Sim *s, uint64_t id, uint64_t at_ms) {
-        ev_push(s, (SimEvent) { .at = at_ms, .type = EV_RESTART, .node = id,
+        sim_ev_push(s, (SimEvent) { .at = at_ms, .type = EV_RESTART, .node = id,
                                 .incarnation = s->nodes[id].incarnation });
 }
 
 void sim_schedule_nemesis(Sim *s, uint64_t at_ms, uint32_t arg) {
-        ev_push(s, (SimEvent) { .at = at_ms, .type = EV_NEMESIS, .arg = arg });
+        sim_ev_push(s, (SimEvent) { .at = at_ms, .type = EV_NEMESIS, .arg = arg });
 }
 
 uint64_t sim_leader(Sim *s) {
@@ -1073,7 +794,7 @@ void sim_block(Sim *s, uint64_t from, uint64_t to, bool blocked) {
 
 size_t sim_deliver(Sim *s, uint64_t to, const uint64_t *drop_from, size_t n_drop) {
         size_t k = 0, delivered = 0, n = s->n_inflight;
-        SimEvent *batch = xmalloc(sizeof(SimEvent) * (n ? n : 1));
+        SimEvent *batch = sim_xmalloc(sizeof(SimEvent) * (n ? n : 1));
         size_t nb = 0;
 
         /* Take this node's messages out first: replies go to the back of the queue. */
@@ -1095,7 +816,7 @@ size_t sim_deliver(Sim *s, uint64_t to, const uint64_t *drop_from, size_t n_drop
 
                         if (raft_message_decode(batch[i].buf, batch[i].len, NULL, &m) == 0) {
                                 char b[1024];
-                                fmt_msg(b, sizeof(b), &m);
+                                sim_fmt_msg(b, sizeof(b), &m);
                                 sim_logf(s, "  dropped: %s", b);
                                 raft_message_free_contents(&m, NULL);
                         }
@@ -1193,7 +914,7 @@ int sim_new(Sim **ret, const SimOptions *o) {
         s->rng_net = o->seed ^ UINT64_C(0x1111);
         s->rng_client = o->seed ^ UINT64_C(0x2222);
         s->rng_misc = o->seed ^ UINT64_C(0x3333);
-        s->ops = xmalloc(sizeof(SimOp) * SIM_MAX_OPS);
+        s->ops = sim_xmalloc(sizeof(SimOp) * SIM_MAX_OPS);
         s->op_timeout_ms = 2000;
         s->net = (SimNet) { .delay_min_ms = 1, .delay_max_ms = 5 };
         s->latest_conf_index = 1;
