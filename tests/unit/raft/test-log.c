@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* The log (stable storage + unstable tail): terms across both parts, slices with size limits,
  * conflict detection and truncation, commit rules, stabilization and snapshot restore. */
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include "raft-internal.h"
 #include "raft-test.h"
 
@@ -215,7 +219,28 @@ static void append_out_of_memory_leaves_log_intact(void **state) {
         }
 }
 
+/* raft_assert() is on in every build type (RelWithDebInfo defines NDEBUG): committing past the
+ * last index aborts. Checked in a forked child. */
+static void broken_invariant_aborts_even_with_ndebug(void **state) {
+        int status;
+        pid_t pid = fork();
+
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                Fixture f;
+
+                (void) freopen("/dev/null", "w", stderr);
+                fixture_init(&f);
+                raft_log_commit_to(&f.log, 99);
+                _exit(0);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFSIGNALED(status));
+        assert_int_equal(WTERMSIG(status), SIGABRT);
+}
+
 TEST_MAIN(
+        cmocka_unit_test(broken_invariant_aborts_even_with_ndebug),
         cmocka_unit_test(terms_span_stable_and_unstable),
         cmocka_unit_test(slice_joins_parts_and_limits_size),
         cmocka_unit_test(maybe_append_detects_mismatch_and_truncates),
