@@ -6,8 +6,9 @@
 
 #include "raft-t.h"
 
-/* Creates a node. The callbacks in *s are copied; what s->userdata points to must outlive it. -EINVAL for a bad config, -ENOMEM, or a storage
- * error. The initial configuration is read from storage (RaftStorage.initial_state). */
+/* Creates a node. The callbacks in *s are copied; what s->userdata points to must outlive the
+ * node. -EINVAL for a bad config, -ENOMEM, or a storage error. The hard state and configuration
+ * come from storage (RaftStorage.initial_state). */
 int raft_new(Raft **ret, const RaftConfig *c, const RaftStorage *s);
 Raft *raft_free(Raft *r);
 
@@ -26,7 +27,8 @@ int raft_propose(Raft *r, const void *data, size_t len);
 int raft_propose_conf_change(Raft *r, const RaftConfChange *cc);
 /* Starts an election now (no-op on a leader or a non-voter). */
 int raft_campaign(Raft *r);
-/* Asks the leader to hand leadership to 'to'. */
+/* Asks the leader to hand leadership to 'to'. On a follower only to == own id is accepted (the
+ * request is forwarded under the follower's id, as etcd does); -EINVAL otherwise. */
 int raft_transfer_leader(Raft *r, uint64_t to);
 /* Requests a linearizable read point; ctx (copied, 1..RAFT_CODEC_MAX_CONTEXT bytes) should be
  * unique and comes back in a RaftReadState. Forwarded to the leader by followers. */
