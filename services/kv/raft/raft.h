@@ -15,7 +15,8 @@ Raft *raft_free(Raft *r);
 /* Advances the logical clock by one tick. */
 int raft_tick(Raft *r);
 /* Feeds a message received from a peer. -EINVAL for local message types, -ENOENT for a response
- * from a node that is not a member. Messages for another term are handled as Raft says. */
+ * from a node that is not a member, -EBADMSG for a structurally invalid message. Messages for
+ * another term are handled as Raft says. */
 int raft_step(Raft *r, const RaftMessage *m);
 /* Proposes data to be appended to the log (copied). -ENOTCONN when there is no known leader (or
  * this node is a candidate), -EBUSY when the leader refuses it (flow control, or a leadership
