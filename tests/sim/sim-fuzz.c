@@ -2,7 +2,9 @@
 /* sim-fuzz: runs random fault schedules against simulated clusters, one seed each. A failing
  * seed is minimized (fault actions are switched off one by one while the run still fails) and
  * printed with its trace and the command that reproduces it. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>

@@ -2,7 +2,9 @@
 /* sim-script: runs text-scripted scenarios (tests/sim/testdata/ *.txt) against the simulator in
  * manual mode and compares each command's output with the expected output written below it, in
  * the style of etcd's datadriven tests. --rewrite regenerates the expected output. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
