@@ -614,7 +614,7 @@ int main(int argc, char **argv) {
                 {}
         };
         Args a = { .seed = 1, .count = 100, .nodes = 5, .minimize = true, .fault_ms = 2500 };
-        uint64_t v, passed = 0, msgs = 0, elections = 0, applied = 0, events = 0, snaps = 0, ops = 0;
+        uint64_t v, passed = 0, msgs = 0, elections = 0, applied = 0, events = 0, snaps = 0, ops = 0, gave_up = 0;
         int c;
 
         while ((c = getopt_long(argc, argv, "", opts, NULL)) >= 0) {
@@ -651,6 +651,7 @@ int main(int argc, char **argv) {
                 events += r.sim->events_run;
                 snaps += r.sim->stat_snapshots_sent;
                 ops += r.sim->n_ops;
+                gave_up += r.sim->stat_lin_gave_up;
                 if (a.verbose)
                         printf("seed %" PRIu64 ": %s, %" PRIu64 " events, %zu ops, %" PRIu64 " leaders\n", seed,
                                k ? "FAIL" : "ok", r.sim->events_run, r.sim->n_ops, r.sim->stat_elections);
@@ -670,5 +671,8 @@ int main(int argc, char **argv) {
                " messages, %" PRIu64 " leaders, %" PRIu64 " entries applied, %" PRIu64 " snapshots sent, %" PRIu64
                " client ops; all checkers green\n", a.count, a.seed, a.nodes, a.learners ? " + learners" : "",
                a.membership ? ", membership changes" : "", events, msgs, elections, applied, snaps, ops);
+        if (gave_up > 0)
+                printf("sim-fuzz: warning: the linearizability search gave up (budget) on %" PRIu64 " key histories\n",
+                       gave_up);
         return 0;
 }

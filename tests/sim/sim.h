@@ -156,6 +156,7 @@ struct Sim {
 
         SimChecker check;
         uint64_t stat_msgs, stat_dropped, stat_applied, stat_snapshots_sent, stat_elections;
+        uint64_t stat_lin_gave_up;      /* keys whose linearizability search hit its budget */
 };
 
 int sim_new(Sim **ret, const SimOptions *o);

@@ -16,6 +16,35 @@ static bool is_response_msg(RaftMessageType t) {
                t == RAFT_MSG_UNREACHABLE || t == RAFT_MSG_PRE_VOTE_RESP;
 }
 
+/* Structural checks of a message from the network, so that a corrupted (but decodable) message
+ * is refused instead of tripping an assertion: only proposals and read requests travel without a
+ * term, and a MsgApp's entries must continue its index with terms between its log term and its
+ * term. */
+static int validate_message(const RaftMessage *m) {
+        uint64_t prev;
+
+        if (m->term == 0 && m->type != RAFT_MSG_PROP && m->type != RAFT_MSG_READ_INDEX)
+                return -EBADMSG;
+        if (m->type == RAFT_MSG_APP) {
+                prev = m->log_term;
+                for (size_t i = 0; i < m->n_entries; i++) {
+                        const RaftEntry *e = &m->entries[i];
+
+                        if (e->index != m->index + 1 + i || e->term < prev || e->term > m->term ||
+                            e->type < 0 || e->type >= _RAFT_ENTRY_TYPE_MAX || (e->len > 0 && !e->data))
+                                return -EBADMSG;
+                        prev = e->term;
+                }
+                if (m->log_term > m->term)
+                        return -EBADMSG;
+        }
+        if (m->type == RAFT_MSG_SNAP &&
+            (m->snapshot->metadata.index == 0 || m->snapshot->metadata.term > m->term ||
+             raft_conf_state_validate(&m->snapshot->metadata.conf_state) < 0))
+                return -EBADMSG;
+        return 0;
+}
+
 /* Common entry checks: a failed node stays failed; inputs wait until the Ready is advanced. */
 static int enter(Raft *r) {
         if (!r)
@@ -60,6 +89,9 @@ int raft_step(Raft *r, const RaftMessage *m) {
                 return -EINVAL;
         if (m->type == RAFT_MSG_SNAP && !m->snapshot)
                 return -EINVAL;
+        k = validate_message(m);
+        if (k < 0)
+                return k;
         if (is_response_msg(m->type) && !raft_tracker_get(&r->trk, m->from))
                 return -ENOENT;
         k = raft_step_internal(r, m);

@@ -141,8 +141,10 @@ typedef struct RaftReadState {
 } RaftReadState;
 
 /* Everything the driver must do, in this order (see docs/raft.md, "The Ready contract"). All
- * pointers stay valid until raft_advance(); until then the only calls allowed on the node are
- * raft_status() and raft_has_ready() (the others return -EBUSY). */
+ * pointers stay valid until raft_advance(). Until then the node accepts only raft_advance(),
+ * raft_apply_conf_change() (while applying) and the read-only calls (raft_status(),
+ * raft_soft_state(), raft_get_hard_state(), raft_term_at(), raft_has_ready()); inputs return
+ * -EBUSY. */
 typedef struct RaftReady {
         /* Volatile state, for information only (leader changes); never needs persisting. */
         bool has_soft_state;

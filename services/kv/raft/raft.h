@@ -6,15 +6,17 @@
 
 #include "raft-t.h"
 
-/* Creates a node. The callbacks in *s are copied; what s->userdata points to must outlive it. -EINVAL for a bad config, -ENOMEM, or a storage
- * error. The initial configuration is read from storage (RaftStorage.initial_state). */
+/* Creates a node. The callbacks in *s are copied; what s->userdata points to must outlive the
+ * node. -EINVAL for a bad config, -ENOMEM, or a storage error. The hard state and configuration
+ * come from storage (RaftStorage.initial_state). */
 int raft_new(Raft **ret, const RaftConfig *c, const RaftStorage *s);
 Raft *raft_free(Raft *r);
 
 /* Advances the logical clock by one tick. */
 int raft_tick(Raft *r);
 /* Feeds a message received from a peer. -EINVAL for local message types, -ENOENT for a response
- * from a node that is not a member. Messages for another term are handled as Raft says. */
+ * from a node that is not a member, -EBADMSG for a structurally invalid message. Messages for
+ * another term are handled as Raft says. */
 int raft_step(Raft *r, const RaftMessage *m);
 /* Proposes data to be appended to the log (copied). -ENOTCONN when there is no known leader (or
  * this node is a candidate), -EBUSY when the leader refuses it (flow control, or a leadership
@@ -26,7 +28,8 @@ int raft_propose(Raft *r, const void *data, size_t len);
 int raft_propose_conf_change(Raft *r, const RaftConfChange *cc);
 /* Starts an election now (no-op on a leader or a non-voter). */
 int raft_campaign(Raft *r);
-/* Asks the leader to hand leadership to 'to'. */
+/* Asks the leader to hand leadership to 'to'. On a follower only to == own id is accepted (the
+ * request is forwarded under the follower's id, as etcd does); -EINVAL otherwise. */
 int raft_transfer_leader(Raft *r, uint64_t to);
 /* Requests a linearizable read point; ctx (copied, 1..RAFT_CODEC_MAX_CONTEXT bytes) should be
  * unique and comes back in a RaftReadState. Forwarded to the leader by followers. */

@@ -123,7 +123,13 @@ void raft_replication_handle_append(Raft *r, const RaftMessage *m) {
 }
 
 void raft_replication_handle_heartbeat(Raft *r, const RaftMessage *m) {
-        raft_log_commit_to(&r->log, m->commit);
+        /* A leader never sends a commit index beyond what we acknowledged; a message that does
+         * is corrupt and must not make us commit entries we do not have. */
+        if (m->commit > raft_log_last_index(&r->log))
+                raft_tracef(r, "ignoring commit %" PRIu64 " beyond last index %" PRIu64 " from %" PRIu64,
+                            m->commit, raft_log_last_index(&r->log), m->from);
+        else
+                raft_log_commit_to(&r->log, m->commit);
         raft_send(r, &(RaftMessage) { .type = RAFT_MSG_HEARTBEAT_RESP, .to = m->from,
                                       .context = m->context, .context_len = m->context_len });
 }
@@ -174,6 +180,9 @@ static void step_leader_app_resp(Raft *r, Progress *pr, const RaftMessage *m) {
                 return;
         }
         bool old_paused = raft_progress_is_paused(pr);
+        /* An acknowledgement beyond our log cannot come from a correct follower. */
+        if (m->index > raft_log_last_index(&r->log))
+                return;
         if (!raft_progress_maybe_update(pr, m->index))
                 return;
         switch (pr->state) {

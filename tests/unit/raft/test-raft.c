@@ -336,7 +336,70 @@ static void term_below_last_log_term_is_raised(void **state) {
         raft_memory_storage_free(ms);
 }
 
+static void malformed_messages_are_refused(void **state) {
+        TestCluster c;
+        RaftEntry gap[] = { { .term = 2, .index = 3 }, { .term = 2, .index = 5 } };
+        RaftEntry future[] = { { .term = 9, .index = 3 } };
+        RaftSnapshot snap = { .metadata = { .index = 5, .term = 7, .conf_state = conf_of(3) } };
+        RaftMessage m = { .type = RAFT_MSG_APP, .from = 1, .to = 2, .term = 2, .index = 2, .log_term = 2,
+                          .entries = gap, .n_entries = 2 };
+
+        cluster_init(&c, 3, false, false);
+        assert_int_equal(raft_step(c.r[2], &m), -EBADMSG);
+        m.entries = future;
+        m.n_entries = 1;
+        assert_int_equal(raft_step(c.r[2], &m), -EBADMSG);
+        m.term = 0;     /* only proposals and reads travel without a term */
+        m.n_entries = 0;
+        assert_int_equal(raft_step(c.r[2], &m), -EBADMSG);
+        m = (RaftMessage) { .type = RAFT_MSG_SNAP, .from = 1, .to = 2, .term = 3, .snapshot = &snap };
+        assert_int_equal(raft_step(c.r[2], &m), -EBADMSG);      /* snapshot from a later term */
+        cluster_done(&c);
+}
+
+/* Decodable garbage from the network must never crash a node. */
+static void random_messages_never_crash(void **state) {
+        TestCluster c;
+        uint64_t x = 0x2545F4914F6CDD1DULL;
+
+        cluster_init(&c, 3, true, true);
+        assert_int_equal(raft_campaign(c.r[1]), 0);
+        cluster_stabilize(&c);
+        for (int round = 0; round < 20000; round++) {
+                RaftEntry es[3];
+                RaftMessage m;
+                unsigned to;
+
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                to = 1 + (unsigned) (x % 3);
+                m = (RaftMessage) {
+                        .type = (RaftMessageType) ((x >> 8) % _RAFT_MSG_MAX),
+                        .from = 1 + (x >> 16) % 4, .to = to,
+                        .term = (x >> 20) % 5, .log_term = (x >> 24) % 5,
+                        .index = (x >> 28) % 8, .commit = (x >> 32) % 8,
+                        .reject = (x >> 36) & 1, .reject_hint = (x >> 37) % 8,
+                };
+                m.n_entries = (x >> 40) % 4;
+                for (size_t i = 0; i < m.n_entries; i++)
+                        es[i] = (RaftEntry) { .term = m.log_term + i / 2, .index = m.index + 1 + i };
+                m.entries = es;
+                if (m.type == RAFT_MSG_SNAP)
+                        continue;
+                (void) raft_step(c.r[to], &m);
+                while (cluster_ready(&c, to))
+                        ;
+                for (size_t k = 0; k < c.nq; k++)
+                        free(c.queue[k]);
+                c.nq = 0;
+        }
+        cluster_done(&c);
+}
+
 TEST_MAIN(
+        cmocka_unit_test(malformed_messages_are_refused),
+        cmocka_unit_test(random_messages_never_crash),
         cmocka_unit_test(term_below_last_log_term_is_raised),
         cmocka_unit_test(bad_config_is_rejected),
         cmocka_unit_test(construction_survives_oom_at_every_allocation),
