@@ -10,6 +10,7 @@
 
 #include "shared/buf.h"
 #include "shared/daemon.h"
+#include "shared/event-util.h"
 #include "shared/log.h"
 
 struct Daemon {
@@ -80,7 +81,7 @@ static int on_stop_signal(sd_event_source *s, const struct signalfd_siginfo *si,
         if (r <= 0)
                 return daemon_exit(d, r < 0 ? r : 0);
 
-        r = sd_event_add_time_relative(d->event, &d->stop_timer, CLOCK_MONOTONIC, d->stop_timeout_usec, 0,
+        r = sd_event_add_time_relative(d->event, &d->stop_timer, CLOCK_MONOTONIC, d->stop_timeout_usec, EVENT_ACCURACY_EXACT_USEC,
                                        on_stop_timeout, d);
         if (r < 0)
                 return daemon_exit(d, r);

@@ -7,7 +7,7 @@ int event_reset_time_relative(sd_event *e, sd_event_source **s, usec_t usec, sd_
         int r;
 
         if (!*s)
-                return sd_event_add_time_relative(e, s, CLOCK_MONOTONIC, usec, 0, handler, userdata);
+                return sd_event_add_time_relative(e, s, CLOCK_MONOTONIC, usec, EVENT_ACCURACY_EXACT_USEC, handler, userdata);
         r = sd_event_source_set_time_relative(*s, usec);
         if (r < 0)
                 return r;

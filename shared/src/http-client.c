@@ -12,6 +12,7 @@
 #include "shared/buf.h"
 #include "shared/http-client.h"
 #include "shared/list.h"
+#include "shared/event-util.h"
 #include "shared/log.h"
 
 struct HttpCall {
@@ -423,7 +424,7 @@ int http_client_new(HttpClient **ret, sd_event *e) {
                 http_client_free(c);
                 return -ENOMEM;
         }
-        r = sd_event_add_time_relative(e, &c->timer, CLOCK_MONOTONIC, 0, 0, on_timer, c);
+        r = sd_event_add_time_relative(e, &c->timer, CLOCK_MONOTONIC, 0, EVENT_ACCURACY_EXACT_USEC, on_timer, c);
         if (r >= 0)
                 r = sd_event_source_set_enabled(c->timer, SD_EVENT_OFF);
         if (r >= 0)

@@ -16,6 +16,7 @@
 
 #include "shared/http-server.h"
 #include "shared/list.h"
+#include "shared/event-util.h"
 #include "shared/log.h"
 #include "shared/parse-util.h"
 
@@ -46,6 +47,7 @@ typedef struct HttpConn {
         ConnPhase phase;
         usec_t deadline;          /* CLOCK_MONOTONIC; USEC_INFINITY while busy */
         char bad_escape[4];       /* first invalid %-escape seen in the current request line */
+        char *raw_uri;            /* the current request's target as received */
         struct HttpConn *prev, *next;
 } HttpConn;
 
@@ -57,6 +59,7 @@ struct HttpRequest {
         const HttpRoute *route;
         const char *method;       /* owned by MHD, valid for the request's lifetime */
         char *path;
+        char *raw_uri;            /* taken from the connection */
         Buf body;
         char bad_escape[4];
         char **form;              /* name, value, name, value ... from a form body */
@@ -160,7 +163,16 @@ const char *http_request_header(HttpRequest *req, const char *name) {
 }
 
 const char *http_request_query(HttpRequest *req, const char *name) {
-        return MHD_lookup_connection_value(req->connection, MHD_GET_ARGUMENT_KIND, name);
+        const char *v = NULL;
+        size_t vl = 0;
+
+        if (MHD_lookup_connection_value_n(req->connection, MHD_GET_ARGUMENT_KIND, name, strlen(name), &v, &vl) != MHD_YES)
+                return NULL;
+        return v ?: "";
+}
+
+const char *http_request_raw_uri(HttpRequest *req) {
+        return req->raw_uri ?: req->path;
 }
 
 const char *http_request_bad_escape(HttpRequest *req) {
@@ -623,6 +635,7 @@ static HttpRequest *request_new(Listener *l, struct MHD_Connection *c, const cha
                 return NULL;
         }
         memcpy(req->bad_escape, req->conn->bad_escape, sizeof(req->bad_escape));
+        req->raw_uri = TAKE_PTR(req->conn->raw_uri);
         format_peer(c, req->peer, sizeof(req->peer));
         return req;
 }
@@ -640,6 +653,7 @@ static void request_free(HttpRequest *req) {
         strv_free(req->form);
         strv_free(req->reply_headers);
         free(req->path);
+        free(req->raw_uri);
         free(req);
 }
 
@@ -832,8 +846,10 @@ static void on_uri(HttpConn *conn) {
 
 static void *on_uri_log(void *cls, const char *uri, struct MHD_Connection *c) {
         HttpConn *conn = conn_of(c);
-        if (conn)
+        if (conn) {
                 on_uri(conn);
+                (void) free_and_strdup(&conn->raw_uri, uri);
+        }
         return NULL;
 }
 
@@ -890,6 +906,7 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
         s->n_conns--;
         metric_set(s->m_connections, s->n_conns);
         *socket_context = NULL;
+        free(conn->raw_uri);
         free(conn);
         if (s->n_conns == 0)
                 (void) sd_event_source_set_enabled(s->sweep, SD_EVENT_OFF);
@@ -1087,7 +1104,7 @@ int http_server_listen_fd(HttpServer *s, int fd) {
         r = sd_event_add_io(s->event, &l->io, info->epoll_fd, EPOLLIN, on_mhd_io, l);
         if (r < 0)
                 goto fail;
-        r = sd_event_add_time_relative(s->event, &l->timer, CLOCK_MONOTONIC, 0, 0, on_mhd_timer, l);
+        r = sd_event_add_time_relative(s->event, &l->timer, CLOCK_MONOTONIC, 0, EVENT_ACCURACY_EXACT_USEC, on_mhd_timer, l);
         if (r < 0)
                 goto fail;
         s->n_listeners++;

@@ -878,7 +878,7 @@ static void election_hold(KvElection *e) {
         /* Our TTL started no earlier than when we sent the request; the server's no later. */
         e->lease_until = e->sent_at + (usec_t) e->ttl * USEC_PER_SEC;
         if (!e->lease_timer)
-                r = sd_event_add_time(e->client->event, &e->lease_timer, CLOCK_MONOTONIC, e->lease_until, 0,
+                r = sd_event_add_time(e->client->event, &e->lease_timer, CLOCK_MONOTONIC, e->lease_until, EVENT_ACCURACY_EXACT_USEC,
                                       on_lease_expired, e);
         else {
                 r = sd_event_source_set_time(e->lease_timer, e->lease_until);

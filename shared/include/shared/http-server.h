@@ -98,7 +98,10 @@ unsigned http_server_suspended(HttpServer *s);
 const char *http_request_method(HttpRequest *req);
 const char *http_request_path(HttpRequest *req);  /* percent-decoded */
 const char *http_request_header(HttpRequest *req, const char *name);
+/* A query argument; "" for one given without a value ("?wait"), NULL if absent. */
 const char *http_request_query(HttpRequest *req, const char *name);
+/* The request target as received, before any decoding ("/v2/keys/a%2Fb?x=1"). */
+const char *http_request_raw_uri(HttpRequest *req);
 /* A value from the form body (application/x-www-form-urlencoded) or, if absent there, the
  * query string, as Go's Request.FormValue. NULL if given in neither. */
 const char *http_request_param(HttpRequest *req, const char *name);

@@ -17,6 +17,7 @@ typedef struct Fixture {
         HttpRequest *waiting;     /* a suspended or streaming request */
         int closes;               /* on_close calls */
         char seen[256];           /* what the echo handler saw */
+        char raw[256];
 } Fixture;
 
 static Fixture F;
@@ -30,8 +31,10 @@ static int h_hello(HttpRequest *req, void *u) {
 
 static int h_echo(HttpRequest *req, void *u) {
         const char *v = http_request_param(req, "value"), *q = http_request_query(req, "q");
-        (void) snprintf(F.seen, sizeof(F.seen), "path=%s value=%s q=%s bad=%s", http_request_path(req), strna(v),
-                        strna(q), strna(http_request_bad_escape(req)));
+        (void) snprintf(F.seen, sizeof(F.seen), "path=%s value=%s q=%s bad=%s%s%s", http_request_path(req), strna(v),
+                        strna(q), strna(http_request_bad_escape(req)), http_request_query(req, "flag") ? " flag=" : "",
+                        http_request_query(req, "flag") ?: "");
+        (void) snprintf(F.raw, sizeof(F.raw), "%s", http_request_raw_uri(req));
         return http_reply(req, 200, "text/plain", F.seen, strlen(F.seen));
 }
 
@@ -186,6 +189,15 @@ static void params_form_body_wins_over_query(void **state) {
         assert_int_equal(test_http_simple(F.event, F.port, "PUT", "/v2/keys/a?value=fromquery", "application/json",
                                           "{\"value\":\"x\"}", &r), 0);
         assert_string_equal(F.seen, "path=/v2/keys/a value=fromquery q=n/a bad=n/a");
+        test_response_done(&r);
+}
+
+static void valueless_query_args_and_raw_uri(void **state) {
+        TestResponse r = {};
+
+        assert_int_equal(test_http_simple(F.event, F.port, "GET", "/v2/keys/a?flag&q=%41", NULL, NULL, &r), 0);
+        assert_string_equal(F.seen, "path=/v2/keys/a value=n/a q=A bad=n/a flag=");
+        assert_string_equal(F.raw, "/v2/keys/a?flag&q=%41");
         test_response_done(&r);
 }
 
@@ -569,6 +581,7 @@ static void json_depth_counts_outside_strings(void **state) {
 TEST_MAIN(T(routes_match_exact_prefix_and_method),
           T(params_form_body_wins_over_query),
           T(path_escapes_decode_and_bad_ones_are_reported),
+          T(valueless_query_args_and_raw_uri),
           T(announced_oversized_body_refused_before_it_is_sent),
           T(chunked_oversized_body_refused),
           T(bad_and_too_deep_json_get_400),

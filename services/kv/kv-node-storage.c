@@ -1,0 +1,385 @@
+/* SPDX-License-Identifier: MIT */
+/* A member's durable state: bootstrapping a new cluster, recovering from the WAL and snapshot
+ * files on start, persisting snapshots received from the leader and taking our own.
+ *
+ * Layout, as etcd's: <data-dir>/member/wal (kv-wal.h) and <data-dir>/member/snap (kv-snap.h).
+ * A new cluster is bootstrapped by writing a snapshot at index 1, term 1 that lists the initial
+ * members, then a WAL whose marker points at it; from there, starting is always recovery. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "kv-node-internal.h"
+#include "shared/log.h"
+
+static void put_le32(uint8_t *p, uint32_t v) {
+        for (int i = 0; i < 4; i++)
+                p[i] = (uint8_t) (v >> (8 * i));
+}
+
+static void put_le64(uint8_t *p, uint64_t v) {
+        for (int i = 0; i < 8; i++)
+                p[i] = (uint8_t) (v >> (8 * i));
+}
+
+static uint32_t get_le32(const uint8_t *p) {
+        return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+}
+
+static uint64_t get_le64(const uint8_t *p) {
+        return (uint64_t) get_le32(p) | (uint64_t) get_le32(p + 4) << 32;
+}
+
+int kv_conf_state_encode(const RaftConfState *cs, Buf *out) {
+        uint8_t b[8];
+        int r;
+
+        put_le32(b, cs->n_voters);
+        r = buf_append(out, b, 4);
+        for (uint32_t i = 0; i < cs->n_voters && r >= 0; i++) {
+                put_le64(b, cs->voters[i]);
+                r = buf_append(out, b, 8);
+        }
+        put_le32(b, cs->n_learners);
+        if (r >= 0)
+                r = buf_append(out, b, 4);
+        for (uint32_t i = 0; i < cs->n_learners && r >= 0; i++) {
+                put_le64(b, cs->learners[i]);
+                r = buf_append(out, b, 8);
+        }
+        return r;
+}
+
+int kv_conf_state_decode(const void *data, size_t len, RaftConfState *ret) {
+        const uint8_t *p = data;
+        RaftConfState cs = {};
+        size_t off = 0;
+
+        if (len < 4)
+                return -EBADMSG;
+        cs.n_voters = get_le32(p);
+        off = 4;
+        if (cs.n_voters > RAFT_MAX_VOTERS || len < off + 8 * (size_t) cs.n_voters + 4)
+                return -EBADMSG;
+        for (uint32_t i = 0; i < cs.n_voters; i++, off += 8)
+                cs.voters[i] = get_le64(p + off);
+        cs.n_learners = get_le32(p + off);
+        off += 4;
+        if (cs.n_learners > RAFT_MAX_LEARNERS || len != off + 8 * (size_t) cs.n_learners)
+                return -EBADMSG;
+        for (uint32_t i = 0; i < cs.n_learners; i++, off += 8)
+                cs.learners[i] = get_le64(p + off);
+        *ret = cs;
+        return 0;
+}
+
+/* Snapshot data: what a member needs besides Raft's metadata to become this state machine. */
+static int snapshot_data_build(const KvMembers *members, KvStore *store, Buf *out) {
+        uint8_t head[12];
+        size_t mark;
+        int r;
+
+        memcpy(head, KV_SNAP_MAGIC, 4);
+        put_le32(head + 4, KV_SNAP_VERSION);
+        r = buf_append(out, head, 12);
+        mark = out->len;
+        if (r >= 0)
+                r = kv_members_encode(members, out);
+        if (r >= 0)
+                put_le32((uint8_t *) out->data + mark - 4, (uint32_t) (out->len - mark));
+        if (r >= 0)
+                r = kv_store_save(store, out);
+        return r;
+}
+
+static int snapshot_data_parse(const void *data, size_t len, KvMembers *ret_members, const void **ret_store,
+                               size_t *ret_store_len) {
+        const uint8_t *p = data;
+        uint32_t mlen;
+
+        if (len < 12 || memcmp(p, KV_SNAP_MAGIC, 4) != 0)
+                return -EBADMSG;
+        if (get_le32(p + 4) != KV_SNAP_VERSION)
+                return -EPROTO;
+        mlen = get_le32(p + 8);
+        if (mlen > len - 12)
+                return -EBADMSG;
+        if (kv_members_decode(p + 12, mlen, ret_members) < 0)
+                return -EBADMSG;
+        *ret_store = p + 12 + mlen;
+        *ret_store_len = len - 12 - mlen;
+        return 0;
+}
+
+static int mkdir_parents(const char *path) {
+        _cleanup_free_ char *p = strdup(path);
+
+        if (!p)
+                return -ENOMEM;
+        for (char *s = p + 1; *s; s++)
+                if (*s == '/') {
+                        *s = 0;
+                        if (mkdir(p, 0700) < 0 && errno != EEXIST)
+                                return -errno;
+                        *s = '/';
+                }
+        return mkdir(p, 0700) < 0 && errno != EEXIST ? -errno : 0;
+}
+
+static int save_snapshot_file(KvNode *n, uint64_t index, uint64_t term, const RaftConfState *cs, const void *data,
+                              size_t len) {
+        _cleanup_(buf_done) Buf conf = BUF_INIT(0);
+        KvWalSnapshotMeta meta = { .index = index, .term = term };
+        KvSnapWriter *w = NULL;
+        int r;
+
+        r = kv_conf_state_encode(cs, &conf);
+        if (r < 0)
+                return r;
+        meta.conf_state = conf.data;
+        meta.conf_state_len = conf.len;
+        r = kv_snap_writer_new(n->snap_dir, &meta, &w);
+        if (r >= 0)
+                r = kv_snap_writer_write(w, data, len);
+        if (r >= 0)
+                r = kv_snap_writer_commit(w, (unsigned) n->cfg->max_snapshots);
+        kv_snap_writer_free(w);
+        return r;
+}
+
+/* A new cluster: a snapshot at index 1 naming the initial members, and a WAL pointing at it. */
+static int bootstrap(KvNode *n) {
+        _cleanup_(kv_store_freep) KvStore *store = NULL;
+        _cleanup_(buf_done) Buf data = BUF_INIT(0);
+        KvWalHardState hs = { .term = 1, .commit = 1 };
+        uint8_t meta[KV_META_SIZE];
+        KvMembers members = {};
+        KvMember *m = NULL;
+        uint64_t ids[KV_MEMBERS_MAX];
+        RaftConfState cs = {};
+        KvWal *wal = NULL;
+        size_t nm = 0;
+        int r;
+
+        if (n->cfg->initial_cluster_state == KV_CLUSTER_EXISTING)
+                return log_error_errno(SYNTHETIC_ERRNO(ENOENT),
+                                       "%s holds no data and --initial-cluster-state is existing: add this member "
+                                       "to the cluster first, or start it with --initial-cluster-state new.",
+                                       n->cfg->data_dir);
+        r = kv_config_initial_members(n->cfg, &m, &nm);
+        if (r < 0)
+                return r;
+        if (nm > RAFT_MAX_VOTERS) {
+                kv_members_free(m, nm);
+                return log_error_errno(SYNTHETIC_ERRNO(E2BIG), "--initial-cluster: at most %d members", RAFT_MAX_VOTERS);
+        }
+        for (size_t i = 0; i < nm; i++) {
+                ids[i] = m[i].id;
+                cs.voters[cs.n_voters++] = m[i].id; /* sorted by id already */
+                if (streq(m[i].name, n->cfg->name))
+                        n->id = m[i].id;
+                r = kv_members_put(&members, &m[i]);
+                if (r < 0)
+                        break;
+        }
+        n->cluster_id = kv_cluster_id(ids, nm);
+        kv_members_free(m, nm);
+        if (r >= 0)
+                r = kv_store_new(&store);
+        if (r >= 0)
+                r = snapshot_data_build(&members, store, &data);
+        kv_members_done(&members);
+        if (r < 0)
+                return log_error_errno(r, "Failed to build the bootstrap snapshot: %m");
+
+        r = save_snapshot_file(n, 1, 1, &cs, data.data, data.len);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write the bootstrap snapshot in %s: %m", n->snap_dir);
+        memcpy(meta, KV_META_MAGIC, 4);
+        put_le32(meta + 4, KV_META_VERSION);
+        put_le64(meta + 8, n->id);
+        put_le64(meta + 16, n->cluster_id);
+        r = kv_wal_create(n->wal_dir, meta, sizeof(meta));
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the WAL in %s: %m", n->wal_dir);
+        r = kv_wal_open(n->wal_dir, NULL, &wal, NULL);
+        if (r >= 0)
+                r = kv_wal_mark_snapshot(wal, 1, 1);
+        if (r >= 0)
+                r = kv_wal_append(wal, NULL, 0, &hs);
+        if (r >= 0)
+                r = kv_wal_sync(wal);
+        kv_wal_free(wal);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write the bootstrap WAL records in %s: %m", n->wal_dir);
+        log_info("Bootstrapped member %" PRIx64 " of new cluster %" PRIx64 " in %s.", n->id, n->cluster_id,
+                 n->cfg->data_dir);
+        return 0;
+}
+
+static void sync_transport(KvNode *n) {
+        for (size_t i = 0; i < n->members.n; i++) {
+                const KvMember *m = &n->members.members[i];
+                if (m->id != n->id && strv_length(m->peer_urls) > 0)
+                        (void) kv_peer_add(n->peers, m->id, m->peer_urls[0]);
+        }
+}
+
+static int restore_state(KvNode *n, const void *data, size_t len) {
+        KvMembers members = {};
+        const void *store;
+        size_t store_len;
+        int r;
+
+        r = snapshot_data_parse(data, len, &members, &store, &store_len);
+        if (r < 0)
+                return r;
+        r = kv_store_load(n->store, store, store_len);
+        if (r < 0) {
+                kv_members_done(&members);
+                return r;
+        }
+        kv_members_done(&n->members);
+        n->members = members;
+        if (n->peers)
+                sync_transport(n);
+        return 0;
+}
+
+int kv_node_storage_open(KvNode *n) {
+        KvWalError werr = {};
+        KvWalOptions opts = { .error = &werr };
+        KvWalState st = {};
+        KvWalSnapshotMeta meta;
+        void *data = NULL;
+        size_t len = 0;
+        int r;
+
+        r = mkdir_parents(n->snap_dir);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create %s: %m", n->snap_dir);
+        r = kv_wal_open(n->wal_dir, &opts, &n->wal, &st);
+        if (r == -ENOENT) {
+                r = bootstrap(n);
+                if (r < 0)
+                        return r;
+                r = kv_wal_open(n->wal_dir, &opts, &n->wal, &st);
+        }
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the WAL: %s", werr.message[0] ? werr.message : strerror(-r));
+        if (st.torn.cut)
+                log_warning("Recovered the WAL after a crash: cut %s at byte %" PRIu64 " (%" PRIu64 " bytes of a torn write: %s).",
+                            st.torn.file, st.torn.offset, st.torn.dropped, st.torn.reason);
+        if (st.metadata_len != KV_META_SIZE || memcmp(st.metadata, KV_META_MAGIC, 4) != 0 ||
+            get_le32((uint8_t *) st.metadata + 4) != KV_META_VERSION) {
+                kv_wal_state_done(&st);
+                return log_error_errno(SYNTHETIC_ERRNO(EPROTO), "%s: not a flotilla-kv WAL (or an unknown version).", n->wal_dir);
+        }
+        n->id = get_le64((uint8_t *) st.metadata + 8);
+        n->cluster_id = get_le64((uint8_t *) st.metadata + 16);
+
+        if (st.snapshot_index > 0) {
+                RaftSnapshot snap = {};
+                r = kv_snap_load(n->snap_dir, (KvSnapId) { st.snapshot_term, st.snapshot_index }, &meta, &data, &len, &werr);
+                if (r < 0) {
+                        kv_wal_state_done(&st);
+                        return log_error_errno(r, "The WAL needs snapshot %016" PRIx64 "-%016" PRIx64 ".snap: %s",
+                                               st.snapshot_term, st.snapshot_index, werr.message[0] ? werr.message : strerror(-r));
+                }
+                snap.metadata.index = meta.index;
+                snap.metadata.term = meta.term;
+                r = kv_conf_state_decode(meta.conf_state, meta.conf_state_len, &snap.metadata.conf_state);
+                snap.data = data;
+                snap.len = len;
+                if (r >= 0)
+                        r = restore_state(n, data, len);
+                if (r >= 0)
+                        r = raft_memory_storage_apply_snapshot(n->ms, &snap);
+                if (r < 0) {
+                        free(data);
+                        kv_wal_state_done(&st);
+                        return log_error_errno(r, "Snapshot at index %" PRIu64 " is unusable: %m", st.snapshot_index);
+                }
+                n->conf_state = snap.metadata.conf_state;
+                n->applied_index = n->snapshot_index = meta.index;
+                n->applied_term = meta.term;
+                free(data);
+        }
+        if (st.n_entries > 0) {
+                RaftEntry *e = new0(RaftEntry, st.n_entries);
+                if (!e) {
+                        kv_wal_state_done(&st);
+                        return log_oom();
+                }
+                for (size_t i = 0; i < st.n_entries; i++)
+                        e[i] = (RaftEntry) { .index = st.entries[i].index, .term = st.entries[i].term,
+                                             .type = (RaftEntryType) st.entries[i].type, .data = st.entries[i].data,
+                                             .len = st.entries[i].len };
+                r = raft_memory_storage_append(n->ms, e, st.n_entries);
+                free(e);
+        }
+        if (r >= 0)
+                r = raft_memory_storage_set_hard_state(n->ms, &(RaftHardState) { st.hard_state.term, st.hard_state.vote,
+                                                                                  st.hard_state.commit });
+        log_info("Recovered member %" PRIx64 " of cluster %" PRIx64 ": snapshot at %" PRIu64 ", %zu log entries, term %" PRIu64
+                 ", commit %" PRIu64 ".", n->id, n->cluster_id, st.snapshot_index, st.n_entries, st.hard_state.term,
+                 st.hard_state.commit);
+        kv_wal_state_done(&st);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load the recovered log: %m");
+        return 0;
+}
+
+/* A snapshot from the leader: make it durable before anything that follows it. */
+int kv_node_persist_snapshot(KvNode *n, const RaftSnapshot *snap) {
+        int r = save_snapshot_file(n, snap->metadata.index, snap->metadata.term, &snap->metadata.conf_state, snap->data,
+                                   snap->len);
+        if (r < 0)
+                return log_error_errno(r, "Failed to save the snapshot received from the leader: %m");
+        r = kv_wal_mark_snapshot(n->wal, snap->metadata.index, snap->metadata.term);
+        if (r >= 0)
+                r = raft_memory_storage_apply_snapshot(n->ms, snap);
+        return r;
+}
+
+int kv_node_restore_snapshot(KvNode *n, const RaftSnapshot *snap) {
+        int r = restore_state(n, snap->data, snap->len);
+        if (r < 0)
+                return log_error_errno(r, "Failed to restore the snapshot at index %" PRIu64 ": %m", snap->metadata.index);
+        n->conf_state = snap->metadata.conf_state;
+        n->applied_index = n->snapshot_index = snap->metadata.index;
+        n->applied_term = snap->metadata.term;
+        log_info("Restored the state machine from a snapshot at index %" PRIu64 ".", snap->metadata.index);
+        return 0;
+}
+
+int kv_node_maybe_snapshot(KvNode *n) {
+        _cleanup_(buf_done) Buf data = BUF_INIT(0);
+        uint64_t index = n->applied_index, term = n->applied_term, keep_from;
+        int r;
+
+        if (index < n->snapshot_index + n->cfg->snapshot_count)
+                return 0;
+        r = snapshot_data_build(&n->members, n->store, &data);
+        if (r >= 0)
+                r = raft_memory_storage_create_snapshot(n->ms, index, &n->conf_state, data.data, data.len);
+        if (r >= 0)
+                r = save_snapshot_file(n, index, term, &n->conf_state, data.data, data.len);
+        if (r >= 0)
+                r = kv_wal_mark_snapshot(n->wal, index, term);
+        if (r < 0)
+                return log_error_errno(r, "Failed to take a snapshot at index %" PRIu64 ": %m", index);
+        /* Keep some entries in memory so followers a little behind get entries, not a snapshot. */
+        keep_from = index > n->cfg->snapshot_catchup_entries ? index - n->cfg->snapshot_catchup_entries : 0;
+        if (keep_from > raft_memory_storage_first_index(n->ms))
+                (void) raft_memory_storage_compact(n->ms, keep_from);
+        r = kv_wal_release_to(n->wal, index);
+        if (r < 0)
+                return log_error_errno(r, "Failed to release WAL segments before %" PRIu64 ": %m", index);
+        n->snapshot_index = index;
+        log_info("Snapshot at index %" PRIu64 " (%zu bytes); released %d WAL segment(s).", index, data.len, r);
+        return 0;
+}

@@ -1,0 +1,730 @@
+/* SPDX-License-Identifier: MIT */
+/* The Raft driver of a flotilla-kv member: ticks, the Ready loop (persist, send, apply, advance),
+ * proposals and quorum reads waiting for their outcome, leader duties (expiring TTL keys), and
+ * the member publishing its client URLs. */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kv-node-internal.h"
+#include "shared/list.h"
+#include "shared/log.h"
+#include "shared/random-util.h"
+
+#define KV_SYNC_INTERVAL   (500 * USEC_PER_MSEC)   /* etcd's: expire TTL keys twice a second */
+#define KV_PUBLISH_RETRY   (2 * USEC_PER_SEC)
+#define KV_PING_INTERVAL   (USEC_PER_SEC)
+#define KV_MAX_MSG_SIZE    (1ULL << 20)            /* etcd's maxSizePerMsg */
+#define KV_MAX_INFLIGHT    512
+#define KV_MAX_UNCOMMITTED (64ULL << 20)
+
+int64_t kv_node_now_ns(void) {
+        struct timespec ts;
+        (void) clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void put_le64(uint8_t *p, uint64_t v) {
+        for (int i = 0; i < 8; i++)
+                p[i] = (uint8_t) (v >> (8 * i));
+}
+
+static uint64_t get_le64(const uint8_t *p) {
+        uint64_t v = 0;
+        for (int i = 7; i >= 0; i--)
+                v = v << 8 | p[i];
+        return v;
+}
+
+void kv_node_fail(KvNode *n, int error, const char *what) {
+        if (n->failed)
+                return;
+        n->failed = true;
+        log_error_errno(error, "Fatal: %s: %m. This member stops; restart it to recover from its WAL.", what);
+        if (n->on_fatal)
+                n->on_fatal(error, n->fatal_userdata);
+}
+
+/* ---------------------------------------------------------------- proposals */
+
+static void proposal_free(KvProposal *p) {
+        KvNode *n = p->node;
+
+        (void) u64map_remove(&n->pending, p->seq);
+        if (p->prev)
+                p->prev->next = p->next;
+        else
+                n->fifo = p->next;
+        if (p->next)
+                p->next->prev = p->prev;
+        else
+                n->fifo_tail = p->prev;
+        free(p->data);
+        free(p);
+}
+
+static void proposal_finish(KvProposal *p, const KvStoreResult *res, int error) {
+        KvApplyFn acb = p->apply_cb;
+        KvReadFn rcb = p->read_cb;
+        void *u = p->userdata;
+        bool is_read = p->is_read;
+
+        proposal_free(p); /* before the callback: it may propose again */
+        if (is_read && rcb)
+                rcb(error, u);
+        else if (!is_read && acb)
+                acb(res, error, u);
+}
+
+void kv_proposal_cancel(KvProposal *p) {
+        if (p)
+                proposal_free(p);
+}
+
+static KvProposal *proposal_new(KvNode *n, bool is_read, void *userdata) {
+        KvProposal *p = new0(KvProposal, 1);
+
+        if (!p)
+                return NULL;
+        *p = (KvProposal) { .node = n, .seq = ++n->seq, .is_read = is_read, .userdata = userdata,
+                            .deadline = now_usec(CLOCK_MONOTONIC) + n->request_timeout_usec };
+        if (u64map_put(&n->pending, p->seq, p) < 0) {
+                free(p);
+                return NULL;
+        }
+        /* Same timeout for everyone: appending keeps the list in deadline order. */
+        p->prev = n->fifo_tail;
+        if (n->fifo_tail)
+                n->fifo_tail->next = p;
+        else
+                n->fifo = p;
+        n->fifo_tail = p;
+        return p;
+}
+
+/* Hands a waiting proposal to Raft. Without a leader (or under flow control) it keeps waiting. */
+static void proposal_submit(KvProposal *p) {
+        KvNode *n = p->node;
+        uint8_t ctx[8];
+        int r;
+
+        if (p->is_read) {
+                put_le64(ctx, p->seq);
+                r = raft_read_index(n->raft, ctx, sizeof(ctx));
+        } else
+                r = raft_propose(n->raft, p->data, p->len);
+        if (r == -ENOTCONN || r == -EBUSY) {
+                p->state = PROPOSAL_WAITING;
+                return;
+        }
+        if (r < 0) {
+                log_warning_errno(r, "Raft refused a %s: %m", p->is_read ? "read" : "proposal");
+                proposal_finish(p, NULL, r);
+                return;
+        }
+        p->state = PROPOSAL_PROPOSED;
+        if (!p->is_read) {
+                p->data = mfree(p->data);
+                p->len = 0;
+        }
+        (void) sd_event_source_set_enabled(n->ready, SD_EVENT_ON);
+}
+
+int kv_node_propose(KvNode *n, const KvCommand *c, KvApplyFn cb, void *userdata, KvProposal **ret) {
+        _cleanup_(buf_done) Buf b = BUF_INIT(KV_WAL_ENTRY_DATA_MAX);
+        uint8_t env[KV_ENTRY_ENVELOPE];
+        KvProposal *p;
+        int r;
+
+        if (n->failed)
+                return -EIO;
+        p = proposal_new(n, false, userdata);
+        if (!p)
+                return -ENOMEM;
+        env[0] = KV_ENTRY_COMMAND;
+        put_le64(env + 1, n->id);
+        put_le64(env + 9, p->seq);
+        r = buf_append(&b, env, sizeof(env));
+        if (r >= 0)
+                r = kv_command_encode(c, &b);
+        if (r < 0) {
+                proposal_free(p);
+                return r == -ENOBUFS ? -E2BIG : r;
+        }
+        p->apply_cb = cb;
+        p->len = b.len;
+        p->data = (uint8_t *) buf_steal(&b);
+        proposal_submit(p);
+        if (ret)
+                *ret = p;
+        return 0;
+}
+
+int kv_node_read_index(KvNode *n, KvReadFn cb, void *userdata, KvProposal **ret) {
+        KvProposal *p;
+
+        if (n->failed)
+                return -EIO;
+        p = proposal_new(n, true, userdata);
+        if (!p)
+                return -ENOMEM;
+        p->read_cb = cb;
+        proposal_submit(p);
+        if (ret)
+                *ret = p;
+        return 0;
+}
+
+/* Retries waiting proposals once a leader is known, completes reads whose index is applied and
+ * fails whatever has passed its deadline. Walks the whole list: pending requests are few (one
+ * per client connection) and this runs once per loop iteration that changed something. */
+static void proposals_check(KvNode *n) {
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+
+        for (KvProposal *p = n->fifo, *next; p; p = next) {
+                next = p->next;
+                if (p->deadline <= now) {
+                        proposal_finish(p, NULL, -ETIMEDOUT);
+                        continue;
+                }
+                if (p->state == PROPOSAL_WAITING && n->soft.lead != RAFT_NONE)
+                        proposal_submit(p);
+                else if (p->state == PROPOSAL_READ_READY && n->applied_index >= p->read_index)
+                        proposal_finish(p, NULL, 0);
+        }
+}
+
+/* ---------------------------------------------------------------- applying */
+
+static void apply_conf_change(KvNode *n, const RaftEntry *e) {
+        RaftConfChange cc;
+        RaftConfState cs;
+        KvMember m = {};
+        int r;
+
+        r = raft_conf_change_decode(e->data, e->len, &cc);
+        if (r < 0) {
+                kv_node_fail(n, r, "undecodable conf change in the log");
+                return;
+        }
+        r = raft_apply_conf_change(n->raft, &cc, &cs);
+        if (r < 0) {
+                kv_node_fail(n, r, "applying a conf change");
+                return;
+        }
+        n->conf_state = cs;
+        if (cc.type == RAFT_CONF_REMOVE_NODE) {
+                (void) kv_members_remove(&n->members, cc.node_id);
+                if (cc.node_id != n->id)
+                        (void) kv_peer_remove(n->peers, cc.node_id);
+                else
+                        log_warning("This member was removed from the cluster.");
+                log_info("Member %" PRIx64 " removed.", cc.node_id);
+                return;
+        }
+        if (cc.context_len > 0 && kv_member_decode(cc.context, cc.context_len, &m) >= 0) {
+                const KvMember *old = kv_members_find(&n->members, m.id);
+                /* A member re-added (promoted) keeps the client URLs it published. */
+                if (old && strv_length(m.client_urls) == 0) {
+                        strv_free(m.client_urls);
+                        m.client_urls = strv_copy(old->client_urls);
+                }
+                (void) kv_members_put(&n->members, &m);
+                if (m.id != n->id && m.peer_urls[0])
+                        (void) kv_peer_add(n->peers, m.id, m.peer_urls[0]);
+                kv_member_done(&m);
+        }
+        log_info("Member %" PRIx64 " added as %s.", cc.node_id, cc.type == RAFT_CONF_ADD_LEARNER ? "learner" : "voter");
+}
+
+static void apply_attributes(KvNode *n, const void *data, size_t len) {
+        KvMember m = {};
+        const KvMember *old;
+
+        if (kv_member_decode(data, len, &m) < 0)
+                return; /* an entry we cannot read must not stop the cluster: ignore it */
+        old = kv_members_find(&n->members, m.id);
+        if (old) {
+                /* Peer URLs change only through conf changes; attributes bring name and client URLs. */
+                strv_free(m.peer_urls);
+                m.peer_urls = strv_copy(old->peer_urls);
+                if (m.peer_urls)
+                        (void) kv_members_put(&n->members, &m);
+        }
+        if (m.id == n->id)
+                n->published = true;
+        kv_member_done(&m);
+}
+
+static void apply_command(KvNode *n, uint64_t origin, uint64_t seq, const void *data, size_t len) {
+        KvStoreResult res = KV_STORE_RESULT_NULL;
+        KvProposal *p = origin == n->id ? u64map_get(&n->pending, seq) : NULL;
+        KvCommand c;
+        int r;
+
+        r = kv_command_decode(data, len, &c);
+        if (r < 0) {
+                /* Every member decodes the same bytes the same way, so skipping keeps them equal. */
+                log_warning("Skipping an undecodable command in the log.");
+                if (p)
+                        proposal_finish(p, NULL, -EBADMSG);
+                return;
+        }
+        r = kv_store_apply(n->store, &c, &res);
+        if (r < 0) {
+                kv_node_fail(n, r, "applying a command");
+                return;
+        }
+        if (p)
+                proposal_finish(p, &res, 0);
+        kv_store_result_done(&res);
+}
+
+static void apply_entry(KvNode *n, const RaftEntry *e) {
+        const uint8_t *d = e->data;
+
+        if (e->type == RAFT_ENTRY_CONF_CHANGE)
+                apply_conf_change(n, e);
+        else if (e->len >= KV_ENTRY_ENVELOPE && d[0] == KV_ENTRY_COMMAND)
+                apply_command(n, get_le64(d + 1), get_le64(d + 9), d + KV_ENTRY_ENVELOPE, e->len - KV_ENTRY_ENVELOPE);
+        else if (e->len >= KV_ENTRY_ENVELOPE && d[0] == KV_ENTRY_ATTRIBUTES)
+                apply_attributes(n, d + KV_ENTRY_ENVELOPE, e->len - KV_ENTRY_ENVELOPE);
+        /* len 0: a new leader's no-op */
+        n->applied_index = e->index;
+        n->applied_term = e->term;
+}
+
+/* ---------------------------------------------------------------- the Ready loop */
+
+static void send_messages(KvNode *n, const RaftReady *rd) {
+        n->n_snap_sent = 0;
+        for (size_t i = 0; i < rd->n_messages; i++) {
+                const RaftMessage *m = &rd->messages[i];
+                size_t size = raft_message_encoded_size(m);
+                int r;
+
+                buf_clear(&n->scratch);
+                r = buf_reserve(&n->scratch, size);
+                if (r >= 0)
+                        r = raft_message_encode(m, (uint8_t *) n->scratch.data, size);
+                if (r >= 0)
+                        r = kv_peer_send(n->peers, m->to, n->scratch.data, size);
+                if (m->type == RAFT_MSG_APP)
+                        n->send_append++;
+                if (m->type == RAFT_MSG_SNAP) {
+                        uint64_t *t = realloc(n->snap_sent, sizeof(uint64_t) * (n->n_snap_sent + 1));
+                        if (t) {
+                                n->snap_sent = t;
+                                /* The sign bit carries the outcome to report after advance. */
+                                n->snap_sent[n->n_snap_sent++] = r >= 0 ? m->to : m->to | (1ULL << 63);
+                        }
+                }
+        }
+}
+
+static int persist(KvNode *n, const RaftReady *rd) {
+        KvWalEntry stack[64], *e = rd->n_entries <= ELEMENTSOF(stack) ? stack : new0(KvWalEntry, rd->n_entries);
+        KvWalHardState hs = { rd->hard_state.term, rd->hard_state.vote, rd->hard_state.commit };
+        int r = 0;
+
+        if (!e)
+                return -ENOMEM;
+        if (rd->snapshot)
+                r = kv_node_persist_snapshot(n, rd->snapshot);
+        for (size_t i = 0; i < rd->n_entries; i++)
+                e[i] = (KvWalEntry) { .index = rd->entries[i].index, .term = rd->entries[i].term,
+                                      .type = (uint8_t) rd->entries[i].type, .data = rd->entries[i].data,
+                                      .len = rd->entries[i].len };
+        if (r >= 0 && (rd->n_entries > 0 || rd->has_hard_state))
+                r = kv_wal_append(n->wal, e, rd->n_entries, rd->has_hard_state ? &hs : NULL);
+        if (e != stack)
+                free(e);
+        /* Group commit: one fdatasync for everything this Ready carries. */
+        if (r >= 0 && (rd->must_sync || rd->snapshot))
+                r = kv_wal_sync(n->wal);
+        if (r >= 0 && rd->n_entries > 0)
+                r = raft_memory_storage_append(n->ms, rd->entries, rd->n_entries);
+        if (r >= 0 && rd->has_hard_state)
+                r = raft_memory_storage_set_hard_state(n->ms, &rd->hard_state);
+        return r;
+}
+
+static void on_soft_state(KvNode *n, const RaftSoftState *ss) {
+        if (ss->lead != n->soft.lead) {
+                if (ss->lead == RAFT_NONE)
+                        log_info("Lost the leader (term %" PRIu64 ").", raft_get_hard_state(n->raft).term);
+                else
+                        log_info("Leader is %" PRIx64 "%s.", ss->lead, ss->lead == n->id ? " (this member)" : "");
+                n->leader_since_ns = ss->lead != RAFT_NONE ? kv_node_now_ns() : 0;
+        }
+        n->soft = *ss;
+}
+
+static int process_ready(KvNode *n) {
+        while (!n->failed && raft_has_ready(n->raft)) {
+                RaftReady rd;
+                int r = raft_ready(n->raft, &rd);
+                if (r < 0) {
+                        kv_node_fail(n, r, "Raft");
+                        return r;
+                }
+                if (rd.has_soft_state)
+                        on_soft_state(n, &rd.soft_state);
+                r = persist(n, &rd);
+                if (r < 0) {
+                        kv_node_fail(n, r, "persisting the log");
+                        return r;
+                }
+                send_messages(n, &rd);
+                if (rd.snapshot && kv_node_restore_snapshot(n, rd.snapshot) < 0) {
+                        kv_node_fail(n, -EBADMSG, "restoring a snapshot");
+                        return -EBADMSG;
+                }
+                for (size_t i = 0; i < rd.n_committed_entries && !n->failed; i++)
+                        apply_entry(n, &rd.committed_entries[i]);
+                for (size_t i = 0; i < rd.n_read_states; i++) {
+                        KvProposal *p;
+                        if (rd.read_states[i].ctx_len != 8)
+                                continue;
+                        p = u64map_get(&n->pending, get_le64(rd.read_states[i].ctx));
+                        if (p && p->is_read) {
+                                p->read_index = rd.read_states[i].index;
+                                p->state = PROPOSAL_READ_READY;
+                        }
+                }
+                r = raft_advance(n->raft, &rd);
+                if (r < 0) {
+                        kv_node_fail(n, r, "Raft advance");
+                        return r;
+                }
+                for (size_t i = 0; i < n->n_snap_sent; i++)
+                        (void) raft_report_snapshot(n->raft, n->snap_sent[i] & ~(1ULL << 63), !(n->snap_sent[i] >> 63));
+                n->n_snap_sent = 0;
+        }
+        if (!n->failed && kv_node_maybe_snapshot(n) < 0)
+                kv_node_fail(n, -EIO, "taking a snapshot");
+        proposals_check(n);
+        return 0;
+}
+
+static int on_ready(sd_event_source *s, void *userdata) {
+        KvNode *n = userdata;
+
+        (void) sd_event_source_set_enabled(s, SD_EVENT_OFF);
+        (void) process_ready(n);
+        return 0;
+}
+
+static void kick(KvNode *n) {
+        (void) sd_event_source_set_enabled(n->ready, SD_EVENT_ON);
+}
+
+/* ---------------------------------------------------------------- periodic duties */
+
+static void publish_attributes(KvNode *n) {
+        _cleanup_(buf_done) Buf b = BUF_INIT(0);
+        const KvMember *self = kv_members_find(&n->members, n->id);
+        KvMember m = { .id = n->id, .name = (char *) n->cfg->name, .client_urls = n->cfg->advertise_client_urls };
+        uint8_t env[KV_ENTRY_ENVELOPE] = { KV_ENTRY_ATTRIBUTES };
+
+        if (self && streq_ptr(self->name, n->cfg->name) && strv_length(self->client_urls) == strv_length(m.client_urls)) {
+                bool same = true;
+                for (size_t i = 0; self->client_urls[i]; i++)
+                        same = same && streq(self->client_urls[i], m.client_urls[i]);
+                if (same) {
+                        n->published = true;
+                        return;
+                }
+        }
+        m.peer_urls = self ? self->peer_urls : NULL;
+        put_le64(env + 1, n->id);
+        if (buf_append(&b, env, sizeof(env)) >= 0 && kv_member_encode(&m, &b) >= 0)
+                (void) raft_propose(n->raft, b.data, b.len);
+}
+
+static void leader_duties(KvNode *n, usec_t now) {
+        int64_t next;
+
+        if (now >= n->next_ping_usec) {
+                kv_peer_ping_all(n->peers);
+                n->next_ping_usec = now + KV_PING_INTERVAL;
+        }
+        /* Expiry is decided by the leader's clock and replicated, as in etcd. */
+        if (now >= n->next_sync_usec && kv_store_next_expiration(n->store, &next) >= 0 && next <= kv_node_now_ns()) {
+                _cleanup_(buf_done) Buf b = BUF_INIT(0);
+                uint8_t env[KV_ENTRY_ENVELOPE] = { KV_ENTRY_COMMAND };
+                KvCommand sync = { .method = KV_METHOD_SYNC, .path = "/", .time_ns = kv_node_now_ns() };
+
+                put_le64(env + 1, n->id);
+                if (buf_append(&b, env, sizeof(env)) >= 0 && kv_command_encode(&sync, &b) >= 0)
+                        (void) raft_propose(n->raft, b.data, b.len);
+                n->next_sync_usec = now + KV_SYNC_INTERVAL;
+        }
+}
+
+static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
+        KvNode *n = userdata;
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+
+        if (n->failed)
+                return 0;
+        (void) raft_tick(n->raft);
+        n->soft = raft_soft_state(n->raft);
+        if (n->soft.lead != RAFT_NONE)
+                n->leader_heard_usec = now;
+        if (n->soft.role == RAFT_LEADER)
+                leader_duties(n, now);
+        if (!n->published && n->soft.lead != RAFT_NONE && now >= n->next_publish_usec) {
+                publish_attributes(n);
+                n->next_publish_usec = now + KV_PUBLISH_RETRY;
+        }
+        kick(n);
+        return sd_event_source_set_time_relative(s, n->cfg->heartbeat_interval_usec);
+}
+
+/* ---------------------------------------------------------------- transport */
+
+static void on_peer_message(uint64_t from, const void *data, size_t len, void *userdata) {
+        KvNode *n = userdata;
+        RaftMessage m;
+        int r;
+
+        if (n->failed)
+                return;
+        r = raft_message_decode(data, len, NULL, &m);
+        if (r < 0) {
+                log_debug("Dropping an undecodable message from %" PRIx64 ".", from);
+                return;
+        }
+        if (m.from != from)
+                log_debug("Dropping a message claiming to be from %" PRIx64 " on %" PRIx64 "'s connection.", m.from, from);
+        else {
+                if (m.type == RAFT_MSG_APP)
+                        n->recv_append++;
+                r = raft_step(n->raft, &m);
+                if (r < 0 && r != -ENOENT)
+                        log_debug_errno(r, "Raft refused a %s from %" PRIx64 ": %m", raft_message_type_to_string(m.type), from);
+        }
+        raft_message_free_contents(&m, NULL);
+        kick(n);
+}
+
+static void on_peer_status(uint64_t peer, bool reachable, void *userdata) {
+        KvNode *n = userdata;
+
+        if (!reachable && !n->failed) {
+                (void) raft_report_unreachable(n->raft, peer);
+                kick(n);
+        }
+}
+
+/* ---------------------------------------------------------------- life cycle */
+
+static uint64_t raft_random(void *userdata) {
+        return random_u64();
+}
+
+int kv_node_new(KvNode **ret, sd_event *e, const KvConfig *cfg) {
+        _cleanup_(kv_node_freep) KvNode *n = NULL;
+        RaftStorage storage;
+        RaftConfig rc;
+        KvPeerConfig pc;
+        int r;
+
+        n = new0(KvNode, 1);
+        if (!n)
+                return log_oom();
+        n->event = sd_event_ref(e);
+        n->cfg = cfg;
+        n->scratch = BUF_INIT(0);
+        n->start_time_ns = kv_node_now_ns();
+        /* etcd: request timeout = 5 s + 2 election timeouts. */
+        n->request_timeout_usec = 5 * USEC_PER_SEC + 2 * cfg->election_timeout_usec;
+        if (asprintf(&n->wal_dir, "%s/member/wal", cfg->data_dir) < 0 ||
+            asprintf(&n->snap_dir, "%s/member/snap", cfg->data_dir) < 0)
+                return log_oom();
+        r = kv_store_new(&n->store);
+        if (r >= 0)
+                r = raft_memory_storage_new(&n->ms, NULL);
+        if (r < 0)
+                return log_oom();
+        r = kv_node_storage_open(n);
+        if (r < 0)
+                return r;
+
+        pc = (KvPeerConfig) { .cluster_id = n->cluster_id, .self_id = n->id, .on_receive = on_peer_message,
+                              .on_status = on_peer_status, .userdata = n };
+        r = kv_peer_new(&n->peers, e, &pc);
+        if (r < 0)
+                return log_oom();
+        STRV_FOREACH(u, cfg->listen_peer_urls) {
+                r = kv_peer_listen(n->peers, *u);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to listen for peers on %s: %m", *u);
+        }
+        for (size_t i = 0; i < n->members.n; i++) {
+                const KvMember *m = &n->members.members[i];
+                if (m->id != n->id && strv_length(m->peer_urls) > 0)
+                        (void) kv_peer_add(n->peers, m->id, m->peer_urls[0]);
+        }
+
+        raft_memory_storage_get(n->ms, &storage);
+        rc = (RaftConfig) {
+                .id = n->id,
+                .election_tick = (unsigned) MAX((usec_t) 2, cfg->election_timeout_usec / cfg->heartbeat_interval_usec),
+                .heartbeat_tick = 1,
+                .applied = n->applied_index,
+                .max_size_per_msg = KV_MAX_MSG_SIZE,
+                .max_inflight_msgs = KV_MAX_INFLIGHT,
+                .max_uncommitted_entries_size = KV_MAX_UNCOMMITTED,
+                .pre_vote = true,
+                .check_quorum = true,
+                .random = raft_random,
+        };
+        r = raft_new(&n->raft, &rc, &storage);
+        if (r < 0)
+                return log_error_errno(r, "Failed to start Raft: %m");
+        n->soft = raft_soft_state(n->raft);
+
+        r = sd_event_add_defer(e, &n->ready, on_ready, n);
+        if (r >= 0)
+                r = sd_event_add_time_relative(e, &n->tick, CLOCK_MONOTONIC, cfg->heartbeat_interval_usec,
+                                               cfg->heartbeat_interval_usec / 10, on_tick, n);
+        if (r >= 0)
+                r = sd_event_source_set_enabled(n->tick, SD_EVENT_ON);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the event loop: %m");
+        /* A single-member cluster elects itself at once instead of after an election timeout. */
+        if (n->conf_state.n_voters == 1 && n->conf_state.voters[0] == n->id)
+                (void) raft_campaign(n->raft);
+        *ret = TAKE_PTR(n);
+        return 0;
+}
+
+KvNode *kv_node_free(KvNode *n) {
+        if (!n)
+                return NULL;
+        while (n->fifo)
+                proposal_finish(n->fifo, NULL, -ECANCELED);
+        u64map_done(&n->pending);
+        sd_event_source_disable_unref(n->tick);
+        sd_event_source_disable_unref(n->ready);
+        kv_peer_free(n->peers);
+        raft_free(n->raft);
+        raft_memory_storage_free(n->ms);
+        kv_wal_free(n->wal);
+        kv_store_free(n->store);
+        kv_members_done(&n->members);
+        buf_done(&n->scratch);
+        free(n->snap_sent);
+        free(n->wal_dir);
+        free(n->snap_dir);
+        sd_event_unref(n->event);
+        free(n);
+        return NULL;
+}
+
+/* ---------------------------------------------------------------- accessors and stats */
+
+KvStore *kv_node_store(KvNode *n) {
+        return n->store;
+}
+
+const KvMembers *kv_node_members(KvNode *n) {
+        return &n->members;
+}
+
+void kv_node_on_fatal(KvNode *n, void (*cb)(int error, void *userdata), void *userdata) {
+        n->on_fatal = cb;
+        n->fatal_userdata = userdata;
+}
+
+void kv_node_status(KvNode *n, KvNodeStatus *ret) {
+        RaftHardState hs = raft_get_hard_state(n->raft);
+
+        *ret = (KvNodeStatus) {
+                .id = n->id,
+                .cluster_id = n->cluster_id,
+                .leader = n->soft.lead,
+                .role = n->soft.role,
+                .term = hs.term,
+                .applied_index = n->applied_index,
+                .commit_index = hs.commit,
+                .snapshot_index = n->snapshot_index,
+                .pending = u64map_size(&n->pending),
+                .start_time_ns = n->start_time_ns,
+                .leader_since_ns = n->leader_since_ns,
+        };
+}
+
+bool kv_node_has_leader(KvNode *n) {
+        return !n->failed && n->soft.lead != RAFT_NONE &&
+               now_usec(CLOCK_MONOTONIC) - n->leader_heard_usec <= n->cfg->election_timeout_usec;
+}
+
+static int render_time(Buf *out, int64_t ns) {
+        time_t s = (time_t) (ns / 1000000000);
+        struct tm tm;
+        char b[32];
+
+        if (!gmtime_r(&s, &tm))
+                return -EINVAL;
+        (void) strftime(b, sizeof(b), "%Y-%m-%dT%H:%M:%S", &tm);
+        return buf_printf(out, "\"%s.%09lldZ\"", b, (long long) (ns % 1000000000));
+}
+
+static int render_duration(Buf *out, int64_t ns) {
+        int64_t s = ns / 1000000000, frac = ns % 1000000000;
+        if (s >= 3600)
+                return buf_printf(out, "\"%lldh%lldm%lld.%09llds\"", (long long) (s / 3600), (long long) (s / 60 % 60),
+                                  (long long) (s % 60), (long long) frac);
+        if (s >= 60)
+                return buf_printf(out, "\"%lldm%lld.%09llds\"", (long long) (s / 60), (long long) (s % 60), (long long) frac);
+        return buf_printf(out, "\"%lld.%09llds\"", (long long) s, (long long) frac);
+}
+
+int kv_node_render_self_stats(KvNode *n, Buf *out) {
+        static const char *const states[] = { [RAFT_FOLLOWER] = "StateFollower", [RAFT_CANDIDATE] = "StateCandidate",
+                                              [RAFT_LEADER] = "StateLeader", [RAFT_PRE_CANDIDATE] = "StateCandidate" };
+        int r = buf_printf(out, "{\"name\":\"%s\",\"id\":\"%" PRIx64 "\",\"state\":\"%s\",\"startTime\":", n->cfg->name, n->id,
+                           states[n->soft.role]);
+        if (r >= 0)
+                r = render_time(out, n->start_time_ns);
+        if (r >= 0)
+                r = buf_printf(out, ",\"leaderInfo\":{\"leader\":\"%" PRIx64 "\",\"uptime\":", n->soft.lead);
+        if (r >= 0)
+                r = render_duration(out, n->leader_since_ns ? kv_node_now_ns() - n->leader_since_ns : 0);
+        if (r >= 0)
+                r = buf_append_str(out, ",\"startTime\":");
+        if (r >= 0)
+                r = render_time(out, n->leader_since_ns ?: n->start_time_ns);
+        if (r >= 0)
+                r = buf_printf(out, "},\"recvAppendRequestCnt\":%" PRIu64 ",\"sendAppendRequestCnt\":%" PRIu64 "}",
+                               n->recv_append, n->send_append);
+        return r;
+}
+
+int kv_node_render_leader_stats(KvNode *n, Buf *out) {
+        bool first = true;
+        int r;
+
+        if (n->soft.role != RAFT_LEADER)
+                return -EPERM;
+        r = buf_printf(out, "{\"leader\":\"%" PRIx64 "\",\"followers\":{", n->id);
+        for (size_t i = 0; i < n->members.n && r >= 0; i++) {
+                const KvMember *m = &n->members.members[i];
+                KvPeerStats st;
+                if (m->id == n->id || kv_peer_stats(n->peers, m->id, &st) < 0)
+                        continue;
+                r = buf_printf(out, "%s\"%" PRIx64 "\":{\"latency\":{\"current\":%.6f,\"average\":%.6f,"
+                               "\"standardDeviation\":%.6f,\"minimum\":%.6f,\"maximum\":%.6f},"
+                               "\"counts\":{\"fail\":%" PRIu64 ",\"success\":%" PRIu64 "}}",
+                               first ? "" : ",", m->id, st.rtt_last_ms, st.rtt_avg_ms, st.rtt_stddev_ms, st.rtt_min_ms,
+                               st.rtt_max_ms, st.messages_dropped, st.messages_sent);
+                first = false;
+        }
+        return r < 0 ? r : buf_append_str(out, "}}");
+}
