@@ -22,6 +22,18 @@ static size_t heap_used(void) {
         return mi.uordblks + mi.hblkhd;
 }
 
+static long rss_kib(void) {
+        char line[256];
+        long v = -1;
+        FILE *f = fopen("/proc/self/status", "re");
+        while (f && fgets(line, sizeof(line), f))
+                if (sscanf(line, "VmRSS: %ld", &v) == 1)
+                        break;
+        if (f)
+                fclose(f);
+        return v;
+}
+
 static void run(KvStore *s, const char *what, KvCommandMethod m, bool cas, bool render) {
         Buf out = BUF_INIT(0);
         char path[64], value[32];
@@ -60,6 +72,7 @@ int main(void) {
         after = heap_used();
         printf("%-28s %10zu keys, %.1f MiB heap, %.0f bytes/key (incl. 1000-event history)\n", "memory", kv_store_count(s),
                (double) (after - before) / 1048576.0, (double) (after - before) / N);
+        printf("%-28s %10ld KiB (whole process)\n", "VmRSS", rss_kib());
         run(s, "quorum get + render", KV_METHOD_QGET, false, true);
         run(s, "compareAndSwap + render", KV_METHOD_PUT, true, true);
         run(s, "set (existing), no render", KV_METHOD_PUT, false, false);
