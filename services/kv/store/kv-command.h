@@ -50,7 +50,10 @@ typedef struct KvCommand {
          * wrapping int64 arithmetic. 0 = no TTL, which on update/compareAndSwap also clears an
          * existing TTL: etcd treats an empty "ttl=" and an absent ttl the same way. */
         int64_t expiration_ns;
-        int64_t time_ns;           /* SYNC only: the leader's clock, Unix ns */
+        /* The proposer's clock, Unix ns. For SYNC, every key expiring at or before it expires. For
+         * the other commands, the time the "ttl" fields of the resulting event are computed for
+         * (etcd computes them once, when it applies the command, and keeps them in its history). */
+        int64_t time_ns;
 } KvCommand;
 
 const char *kv_command_method_to_string(KvCommandMethod m);

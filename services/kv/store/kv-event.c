@@ -316,6 +316,7 @@ static int render_node(const KvEventNode *n, int64_t now_ns, Buf *b) {
         if (n->dir && ((r = SEP()) < 0 || (r = buf_append_str(b, "\"dir\":true")) < 0))
                 return r;
         if (n->expiration_ns != 0) {
+                /* now_ns is the event's own time when it has one (see render_ex). */
                 char t[48];
                 int64_t ttl = ttl_of(n->expiration_ns, now_ns);
 
@@ -348,6 +349,8 @@ int kv_event_render_ex(const KvEvent *e, int64_t now_ns, bool no_value_on_succes
                                             e->action == KV_ACTION_UPDATE || e->action == KV_ACTION_COMPARE_AND_SWAP);
         int r;
 
+        if (e->time_ns)
+                now_ns = e->time_ns;
         r = buf_printf(out, "{\"action\":\"%s\"", kv_action_to_string(e->action));
         if (r >= 0 && !hide) {
                 if ((r = buf_append_str(out, ",\"node\":")) >= 0)

@@ -164,9 +164,15 @@ static int parse_params(const KvRequestInput *in, KvRequest *r, bool get, bool *
 }
 
 static int pre_checks(const KvRequestInput *in, KvRequest *r, const char **ret_rest) {
-        _cleanup_free_ char *clean = mux_clean(in->path);
+        _cleanup_free_ char *clean = NULL;
         const char *rest;
 
+        /* etcd's CORS wrapper answers OPTIONS before anything else looks at the request. */
+        if (streq(in->method, "OPTIONS")) {
+                r->kind = KV_REQUEST_OPTIONS;
+                return 1;
+        }
+        clean = mux_clean(in->path);
         if (!clean)
                 return -ENOMEM;
         if (!streq(clean, in->path)) {
@@ -248,6 +254,7 @@ int kv_request_parse(const KvRequestInput *in, KvRequest *ret) {
                 .prev_exist = pe,
                 /* Go: now.Add(time.Duration(ttl) * time.Second).UnixNano(), wrapping like int64. */
                 .expiration_ns = has_ttl ? (int64_t) ((uint64_t) in->now_ns + ttl * 1000000000ULL) : 0,
+                .time_ns = in->now_ns,
         };
         if (get && r.read.quorum)
                 r.kind = KV_REQUEST_COMMAND;       /* RequestV2.Handle: quorum wins over wait */

@@ -15,6 +15,7 @@ typedef enum KvRequestKind {
         KV_REQUEST_REDIRECT,         /* 301 to location (Go's ServeMux: the path was not clean) */
         KV_REQUEST_NOT_FOUND,        /* 404: not a /v2/keys path */
         KV_REQUEST_METHOD_NOT_ALLOWED, /* 405 "Method Not Allowed", Allow: GET, HEAD, PUT, POST, DELETE */
+        KV_REQUEST_OPTIONS,          /* 200 with an empty body: etcd's CORS handler answers OPTIONS */
         KV_REQUEST_COMMAND,          /* propose command through Raft, then apply it */
         KV_REQUEST_READ,             /* a local read (GET without quorum, HEAD): kv_store_get */
         KV_REQUEST_WATCH,            /* GET wait=true: kv_store_watch */

@@ -75,7 +75,7 @@ static KvStoreNode *find_file_ancestor(KvStore *s, const char *path, size_t pare
 
 /* etcd's internalCreate. path is clean. */
 static int internal_create(KvStore *s, const char *path, bool dir, const char *value, bool replace,
-                           int64_t expire_ns, KvAction action, bool refresh, KvStoreResult *ret) {
+                           int64_t expire_ns, KvAction action, bool refresh, int64_t time_ns, KvStoreResult *ret) {
         size_t len = strlen(path), parent_len;
         uint64_t next = s->index + 1;
         KvStoreNode *d, *n, *prev = NULL, *file;
@@ -115,6 +115,7 @@ static int internal_create(KvStore *s, const char *path, bool dir, const char *v
                 return -ENOMEM;
         }
         e->refresh = refresh;
+        e->time_ns = time_ns;
         if (!d) {
                 r = make_parents(s, path, parent_len, next, &d);
                 if (r < 0)
@@ -131,25 +132,26 @@ static int internal_create(KvStore *s, const char *path, bool dir, const char *v
 }
 
 /* etcd's Store.Set. A refresh keeps the value and must find the key. */
-static int store_set(KvStore *s, const char *path, bool dir, const char *value, int64_t expire_ns,
-                     bool refresh, KvStoreResult *ret) {
+static int store_set(KvStore *s, const KvCommand *c, const char *path, KvStoreResult *ret) {
+        const char *value = c->value ?: "";
         KvStoreResult err = KV_STORE_RESULT_NULL;
         _cleanup_free_ char *old = NULL;
         KvStoreNode *n;
 
         n = kv_store_internal_get(s, path, &err);
-        if (!n && (err.error_code != KV_ECODE_KEY_NOT_FOUND || refresh)) {
+        if (!n && (err.error_code != KV_ECODE_KEY_NOT_FOUND || c->refresh)) {
                 *ret = err;
                 return 0;
         }
         kv_store_result_done(&err);
-        if (refresh) {
+        if (c->refresh) {
                 old = strdup(node_value(n));
                 if (!old)
                         return -ENOMEM;
                 value = old;
         }
-        return internal_create(s, path, dir, value, true, expire_ns, KV_ACTION_SET, refresh, ret);
+        return internal_create(s, path, c->dir, value, true, c->expiration_ns, KV_ACTION_SET, c->refresh, c->time_ns,
+                               ret);
 }
 
 static int compare_failed(KvStore *s, const KvStoreNode *n, const char *prev_value, uint64_t prev_index,
@@ -204,6 +206,7 @@ static int store_update(KvStore *s, const KvCommand *c, const char *path, bool c
         if (!copy || !e || (c->expiration_ns && !n->heap_pos && kv_heap_reserve(s) < 0))
                 return -ENOMEM;
         e->refresh = c->refresh;
+        e->time_ns = c->time_ns;
         if (!n->dir) {
                 free(n->value);
                 n->value = TAKE_PTR(copy);
@@ -240,6 +243,7 @@ static int store_delete(KvStore *s, const KvCommand *c, const char *path, bool c
                                 n->dir, 0, next, n->created_index, n);
         if (!e)
                 return -ENOMEM;
+        e->time_ns = c->time_ns;
         kv_store_node_remove(s, n, e);
         s->index = next;
         kv_watch_notify(s, e);
@@ -256,6 +260,7 @@ static int store_sync(KvStore *s, int64_t time_ns, KvStoreResult *ret) {
                                         n->created_index, n);
                 if (!e)
                         return -ENOMEM;
+                e->time_ns = time_ns;
                 s->index++;
                 kv_store_node_remove(s, n, e);
                 s->stats.expire_count++;
@@ -266,7 +271,7 @@ static int store_sync(KvStore *s, int64_t time_ns, KvStoreResult *ret) {
         return 0;
 }
 
-static int store_get(KvStore *s, const char *path, bool recursive, bool sorted, KvStoreResult *ret) {
+static int store_get(KvStore *s, const char *path, bool recursive, bool sorted, int64_t time_ns, KvStoreResult *ret) {
         KvStoreNode *n = kv_store_internal_get(s, path, ret);
         KvEvent *e;
 
@@ -277,8 +282,13 @@ static int store_get(KvStore *s, const char *path, bool recursive, bool sorted, 
         e = kv_event_new_get(n, recursive, sorted);
         if (!e)
                 return -ENOMEM;
+        e->time_ns = time_ns;
         s->stats.get_success++;
         return result_event(s, ret, e);
+}
+
+void kv_store_count_auth_check(KvStore *s) {
+        s->stats.get_fail++;
 }
 
 int kv_store_get(KvStore *s, const char *path, bool recursive, bool sorted, KvStoreResult *ret) {
@@ -291,7 +301,7 @@ int kv_store_get(KvStore *s, const char *path, bool recursive, bool sorted, KvSt
         p = kv_path_clean(path);
         if (!p)
                 return -ENOMEM;
-        r = store_get(s, p, recursive, sorted, &res);
+        r = store_get(s, p, recursive, sorted, 0, &res);
         if (r < 0) {
                 kv_store_result_done(&res);
                 return r;
@@ -300,11 +310,20 @@ int kv_store_get(KvStore *s, const char *path, bool recursive, bool sorted, KvSt
         return 0;
 }
 
-static void count(uint64_t *ok, uint64_t *fail, const KvStoreResult *res) {
-        if (res->error_code)
-                (*fail)++;
-        else
+/* etcd counts a failure as a success when its store function returns an error without assigning
+ * it to the variable its deferred counter looks at: root writes (107) for update,
+ * compareAndSwap and delete, "Not a file" (102) for update and compareAndDelete, and "Compare
+ * failed" (101) for compareAndDelete. /v2/stats/store shows exactly that, so we count the same. */
+static void count_as(uint64_t *ok, uint64_t *fail, const KvStoreResult *res, int quirk1, int quirk2) {
+        int c = res->error_code;
+        if (c == 0 || c == quirk1 || c == quirk2)
                 (*ok)++;
+        else
+                (*fail)++;
+}
+
+static void count(uint64_t *ok, uint64_t *fail, const KvStoreResult *res) {
+        count_as(ok, fail, res, 0, 0);
 }
 
 /* etcd's applierV2store.Put. */
@@ -315,16 +334,16 @@ static int apply_put(KvStore *s, const KvCommand *c, const char *path, KvStoreRe
 
         if (c->prev_exist == KV_PREV_EXIST_TRUE && !cond) {
                 r = store_update(s, c, path, false, res);
-                count(&st->update_success, &st->update_fail, res);
+                count_as(&st->update_success, &st->update_fail, res, KV_ECODE_ROOT_RONLY, KV_ECODE_NOT_FILE);
         } else if (c->prev_exist == KV_PREV_EXIST_TRUE || (c->prev_exist == KV_PREV_EXIST_UNSET && cond)) {
                 r = store_update(s, c, path, true, res);
-                count(&st->cas_success, &st->cas_fail, res);
+                count_as(&st->cas_success, &st->cas_fail, res, KV_ECODE_ROOT_RONLY, 0);
         } else if (c->prev_exist == KV_PREV_EXIST_FALSE) {
                 r = internal_create(s, path, c->dir, c->value ?: "", false, c->expiration_ns, KV_ACTION_CREATE,
-                                    false, res);
+                                    false, c->time_ns, res);
                 count(&st->create_success, &st->create_fail, res);
         } else {
-                r = store_set(s, path, c->dir, c->value ?: "", c->expiration_ns, c->refresh, res);
+                r = store_set(s, c, path, res);
                 count(&st->set_success, &st->set_fail, res);
         }
         return r;
@@ -343,20 +362,20 @@ static int apply_one(KvStore *s, const KvCommand *c, const char *path, KvStoreRe
                 if (asprintf(&unique, "%s/%020" PRIu64, path, s->index + 1) < 0 || !(upath = kv_path_clean(unique)))
                         return -ENOMEM;
                 r = internal_create(s, upath, c->dir, c->value ?: "", false, c->expiration_ns, KV_ACTION_CREATE,
-                                    false, res);
+                                    false, c->time_ns, res);
                 count(&st->create_success, &st->create_fail, res);
                 return r;
         case KV_METHOD_DELETE:
                 if (c->prev_index > 0 || (c->has_prev_value && !isempty(c->prev_value))) {
                         r = store_delete(s, c, path, true, res);
-                        count(&st->cad_success, &st->cad_fail, res);
+                        count_as(&st->cad_success, &st->cad_fail, res, KV_ECODE_NOT_FILE, KV_ECODE_TEST_FAILED);
                 } else {
                         r = store_delete(s, c, path, false, res);
-                        count(&st->delete_success, &st->delete_fail, res);
+                        count_as(&st->delete_success, &st->delete_fail, res, KV_ECODE_ROOT_RONLY, 0);
                 }
                 return r;
         case KV_METHOD_QGET:
-                return store_get(s, path, c->recursive, c->sorted, res);
+                return store_get(s, path, c->recursive, c->sorted, c->time_ns, res);
         case KV_METHOD_SYNC:
                 return store_sync(s, c->time_ns, res);
         default:

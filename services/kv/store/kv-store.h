@@ -69,12 +69,13 @@ typedef struct KvEventNode {
 } KvEventNode;
 
 /* An immutable, reference-counted event: the result of a write or a get, and what watchers and
- * the history hold. The ttl is not stored: it is computed when rendering, from the node's
- * expiration and the renderer's clock. */
+ * the history hold. The ttl is computed when rendering, from the node's expiration and time_ns
+ * (the time of the command that made the event) or, for local reads, the renderer's clock. */
 typedef struct KvEvent {
         unsigned n_ref;
         KvAction action;
         bool refresh;                  /* a refresh: kept in the history but never delivered */
+        int64_t time_ns;               /* clock the ttl fields are computed for; 0 = the renderer's */
         KvEventNode node;
         const KvEventNode *prev_node;  /* NULL if none */
 } KvEvent;
@@ -155,8 +156,12 @@ int kv_store_render_error(int code, const char *cause, uint64_t index, Buf *out)
 int kv_store_result_render(const KvStoreResult *r, int64_t now_ns, Buf *out, int *ret_http_status);
 
 /* /v2/stats/store, as etcd 3.4 shows it (no trailing newline). Counters count what this member
- * applied or served, as etcd's do. */
+ * applied or served, as etcd's do, including etcd's miscounts (see kv-store-ops.c). */
 int kv_store_render_stats(KvStore *s, Buf *out);
+/* etcd 3.4 checks whether v2 auth is enabled by reading its missing /2/enabled key once for every
+ * /v2/keys request that parses (and every /v2/members request), which counts as a failed get.
+ * The HTTP layer calls this at those points to keep getsFail identical. */
+void kv_store_count_auth_check(KvStore *s);
 
 /* Snapshots of the whole tree and index (the history and watchers are not included; after a load
  * a watch from an index at or before the snapshot gets 401). Versioned and checksummed; load
