@@ -126,11 +126,14 @@ int wal_log_check_entries(const WalLog *l, const KvWalEntry *entries, size_t n) 
         for (size_t i = 1; i < n; i++)
                 if (entries[i].index != entries[i - 1].index + 1)
                         return -EINVAL;
+        /* UINT64_MAX is never an index, so last_index + 1 cannot wrap. */
+        if (entries[n - 1].index == UINT64_MAX)
+                return -EINVAL;
         return 0;
 }
 
 int wal_log_check_snapshot(const WalLog *l, uint64_t index) {
-        return index < l->snap_index ? -EINVAL : 0;
+        return index < l->snap_index || index == UINT64_MAX ? -EINVAL : 0;
 }
 
 size_t wal_data_end(const uint8_t *buf, size_t size) {

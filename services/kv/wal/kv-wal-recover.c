@@ -84,6 +84,8 @@ static int push_entry(Recovery *R, uint64_t off, const uint8_t *p, size_t len) {
         if (index <= l->snap_index)
                 return CORRUPT(R, off, "entry %" PRIu64 " is at or below snapshot marker %" PRIu64,
                                index, l->snap_index);
+        if (index == UINT64_MAX)
+                return CORRUPT(R, off, "entry index %" PRIu64 " is out of range", index);
         if (index > l->last_index + 1)
                 return CORRUPT(R, off, "entry %" PRIu64 " leaves a gap after entry %" PRIu64,
                                index, l->last_index);
@@ -129,8 +131,8 @@ static int apply_snapshot(Recovery *R, uint64_t off, const uint8_t *p) {
         WalLog *l = &R->w->log;
 
         if (wal_log_check_snapshot(l, index) < 0)
-                return CORRUPT(R, off, "snapshot marker %" PRIu64 " goes back from %" PRIu64,
-                               index, l->snap_index);
+                return CORRUPT(R, off, "snapshot marker %" PRIu64 " goes back from %" PRIu64
+                               " or is out of range", index, l->snap_index);
         l->snap_index = index;
         l->snap_term = term;
         while (R->head < R->n && R->entries[R->head].index <= index)
@@ -207,7 +209,7 @@ static int check_segment_header(Recovery *R, const WalSegment *seg, const uint8_
                                 size_t size, bool first, uint32_t *ret_seed) {
         KvWal *w = R->w;
         WalSegmentHeader h;
-        uint32_t seed, len;
+        uint32_t seed, len = 0;
 
         if (size < WAL_REC_HEADER_SIZE + WAL_SEGMENT_PAYLOAD || buf[8] != WAL_REC_SEGMENT ||
             wal_get_u32(buf) != WAL_SEGMENT_PAYLOAD ||
@@ -221,7 +223,8 @@ static int check_segment_header(Recovery *R, const WalSegment *seg, const uint8_
         seed = wal_seed(h.wal_id, h.seq);
         if (check_record(buf, size, 0, seed, &len))
                 return CORRUPT(R, 0, "segment header checksum mismatch");
-        if (h.seq != seg->seq || h.first_index != seg->first_index || h.first_index == 0)
+        if (h.seq != seg->seq || h.first_index != seg->first_index || h.first_index == 0 ||
+            h.first_index == UINT64_MAX)
                 return CORRUPT(R, 0, "header says sequence %" PRIu64 ", first index %" PRIu64
                                ", unlike the file name", h.seq, h.first_index);
         if (first)
@@ -279,7 +282,7 @@ static int read_segment(Recovery *R, WalSegment *seg, const uint8_t *buf, size_t
                         uint64_t *ret_body_start) {
         static const uint8_t header_types[] = { WAL_REC_METADATA, WAL_REC_HARD_STATE,
                                                 WAL_REC_SNAPSHOT };
-        uint32_t seed, len, crc;
+        uint32_t seed = 0, len = 0, crc;
         size_t off;
         int r;
 
@@ -327,6 +330,21 @@ static int read_segment(Recovery *R, WalSegment *seg, const uint8_t *buf, size_t
 static int cmp_segment(const void *a, const void *b) {
         const WalSegment *x = a, *y = b;
         return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Sorts the segments and refuses a gap or a duplicate in their sequence numbers. */
+static int check_sequence(Recovery *R, WalSegment *segs, size_t n) {
+        qsort(segs, n, sizeof(*segs), cmp_segment);
+        for (size_t i = 1; i < n; i++)
+                if (segs[i].seq != segs[i - 1].seq + 1) {
+                        char name[WAL_NAME_LEN + 1];
+                        wal_segment_name(name, segs[i].seq, segs[i].first_index);
+                        return wal_error(R->err, SYNTHETIC_ERRNO(EBADMSG), R->w->dir, name,
+                                         UINT64_MAX, segs[i].seq == segs[i - 1].seq
+                                                             ? "two segments have this sequence number"
+                                                             : "the segment before it is missing");
+                }
+        return 0;
 }
 
 /* Lists the segments, sorted by sequence number, and checks that none is missing. */
@@ -387,16 +405,9 @@ static int list_segments(Recovery *R, bool *ret_have_tmp) {
         if (n == 0)
                 return wal_error(R->err, SYNTHETIC_ERRNO(ENOENT), w->dir, NULL, UINT64_MAX,
                                  "no WAL segments");
-        qsort(segs, n, sizeof(*segs), cmp_segment);
-        for (size_t i = 1; i < n; i++)
-                if (segs[i].seq != segs[i - 1].seq + 1) {
-                        char name[WAL_NAME_LEN + 1];
-                        wal_segment_name(name, segs[i].seq, segs[i].first_index);
-                        return wal_error(R->err, SYNTHETIC_ERRNO(EBADMSG), w->dir, name, UINT64_MAX,
-                                         segs[i].seq == segs[i - 1].seq
-                                                 ? "two segments have this sequence number"
-                                                 : "the segment before it is missing");
-                }
+        r = check_sequence(R, segs, n);
+        if (r < 0)
+                return r;
         w->segments = TAKE_PTR(segs);
         w->n_segments = n;
         *ret_have_tmp = have_tmp;
@@ -484,9 +495,9 @@ static int recover_segments(Recovery *R, int *ret_fd, size_t *ret_end, uint32_t 
                 bool last = i + 1 == w->n_segments;
                 _cleanup_close_ int fd = -EBADF;
                 _cleanup_free_ uint8_t *buf = NULL;
-                size_t size, end;
-                uint32_t crc;
-                uint64_t body;
+                size_t size = 0, end = 0;
+                uint32_t crc = 0;
+                uint64_t body = 0;
 
                 wal_segment_name(name, w->segments[i].seq, w->segments[i].first_index);
                 R->name = name;

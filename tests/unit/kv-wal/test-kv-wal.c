@@ -196,6 +196,15 @@ static void appends_that_break_the_log_are_refused(void **state) {
         e.index = 6;
         assert_int_equal(kv_wal_append(w, &e, 1, NULL), 0);
         assert_int_equal(kv_wal_sync(w), 0);
+        /* UINT64_MAX is never an index, so "last + 1" cannot wrap. */
+        assert_int_equal(kv_wal_mark_snapshot(w, UINT64_MAX, 1), -EINVAL);
+        assert_int_equal(kv_wal_mark_snapshot(w, UINT64_MAX - 1, 1), 0);
+        e.index = UINT64_MAX;
+        assert_int_equal(kv_wal_append(w, &e, 1, NULL), -EINVAL);
+        assert_int_equal(kv_wal_sync(w), 0);
+        kv_wal_free(w);
+        w = open_ok(f->dir, 0, NULL);
+        assert_int_equal(kv_wal_last_index(w), UINT64_MAX - 1);
         kv_wal_free(w);
 }
 
