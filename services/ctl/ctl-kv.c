@@ -203,6 +203,8 @@ static void on_watch(KvWatch *w, const KvWatchUpdate *u, void *userdata) {
                 return; /* history was lost; the state is re-read silently and watching goes on */
         if (c->output == CTL_OUTPUT_JSON)
                 print_json(u->action, u->node, u->prev_node);
+        else if (u->node && u->node->dir)
+                ; /* etcdctl prints nothing for directory events */
         else if (c->output == CTL_OUTPUT_EXTENDED && u->node)
                 print_extended(u->node, u->index);
         else {
