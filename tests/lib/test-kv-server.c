@@ -21,7 +21,12 @@
 struct TestKvConn {
         CURL *easy;
         char *base;
+        long timeout_ms;
 };
+
+void test_kv_conn_set_timeout(TestKvConn *k, long ms) {
+        k->timeout_ms = ms;
+}
 
 static size_t collect(char *p, size_t s, size_t n, void *u) {
         return buf_append(u, p, s * n) < 0 ? 0 : s * n;
@@ -31,6 +36,7 @@ TestKvConn *test_kv_conn_new(const char *base_url) {
         TestKvConn *k = new0(TestKvConn, 1);
         k->easy = curl_easy_init();
         k->base = strdup(base_url);
+        k->timeout_ms = 10000;
         return k;
 }
 
@@ -53,7 +59,7 @@ long test_kv_do(TestKvConn *k, const char *method, const char *path, const char 
         curl_easy_reset(k->easy);
         curl_easy_setopt(k->easy, CURLOPT_URL, url);
         curl_easy_setopt(k->easy, CURLOPT_CUSTOMREQUEST, method);
-        curl_easy_setopt(k->easy, CURLOPT_TIMEOUT, 10L);
+        curl_easy_setopt(k->easy, CURLOPT_TIMEOUT_MS, k->timeout_ms);
         curl_easy_setopt(k->easy, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(k->easy, CURLOPT_WRITEFUNCTION, collect);
         curl_easy_setopt(k->easy, CURLOPT_WRITEDATA, &b);
@@ -113,12 +119,19 @@ static int member_spawn(TestKvCluster *c, unsigned i) {
                         (void) dup2(fd, STDOUT_FILENO);
                         (void) dup2(fd, STDERR_FILENO);
                 }
-                execlp(c->bin, c->bin, "--name", name, "--data-dir", data, "--listen-client-urls", listen_client,
-                       "--advertise-client-urls", listen_client, "--listen-peer-urls", listen_peer,
-                       "--initial-advertise-peer-urls", peer_url, "--initial-cluster", cluster,
-                       "--initial-cluster-state", "new", "--initial-cluster-token", token, "--enable-v2=true",
-                       "--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "error",
-                       (char *) NULL);
+                const char *argv[64] = { c->bin, "--name", name, "--data-dir", data, "--listen-client-urls", listen_client,
+                                         "--advertise-client-urls", listen_client, "--listen-peer-urls", listen_peer,
+                                         "--initial-advertise-peer-urls", peer_url, "--initial-cluster", cluster,
+                                         "--initial-cluster-state", "new", "--initial-cluster-token", token,
+                                         "--enable-v2=true", "--heartbeat-interval", "50", "--election-timeout", "500",
+                                         "--log-level", getenv("FLOTILLA_TEST_KV_LOG_LEVEL") ?: "error" };
+                size_t k = 0;
+                while (argv[k])
+                        k++;
+                for (size_t j = 0; c->extra_args && c->extra_args[j] && k < ELEMENTSOF(argv) - 1; j++)
+                        argv[k++] = c->extra_args[j];
+                argv[k] = NULL;
+                execvp(c->bin, (char *const *) argv);
                 _exit(127);
         }
         c->pids[i] = pid;
@@ -149,6 +162,30 @@ int test_kv_wait_healthy(TestKvCluster *c, unsigned i, unsigned timeout_sec) {
 }
 
 int test_kv_cluster_start(TestKvCluster **ret, unsigned n) {
+        return test_kv_cluster_start_args(ret, n, NULL);
+}
+
+bool test_kv_is_flotilla(const TestKvCluster *c) {
+        return strstr(c->bin, "flotilla-kv") != NULL;
+}
+
+int test_kv_leader(TestKvCluster *c) {
+        for (unsigned i = 0; i < c->n; i++) {
+                _cleanup_free_ char *body = NULL;
+                TestKvConn *k;
+                if (c->pids[i] <= 0)
+                        continue;
+                k = test_kv_conn_new(c->urls[i]);
+                if (test_kv_do(k, "GET", "/v2/stats/self", NULL, &body) == 200 && body && strstr(body, "\"StateLeader\"")) {
+                        test_kv_conn_free(k);
+                        return (int) i;
+                }
+                test_kv_conn_free(k);
+        }
+        return -1;
+}
+
+int test_kv_cluster_start_args(TestKvCluster **ret, unsigned n, const char *const *extra_args) {
         TestKvCluster *c;
         const char *bin = kv_bin();
         int r;
@@ -166,6 +203,7 @@ int test_kv_cluster_start(TestKvCluster **ret, unsigned n) {
         c = new0(TestKvCluster, 1);
         c->n = n;
         c->bin = bin;
+        c->extra_args = extra_args;
         if (access("/dev/shm", W_OK) == 0 && !getenv("TMPDIR")) {
                 setenv("TMPDIR", "/dev/shm", 1);
                 c->dir = test_mkdtemp();
@@ -201,6 +239,12 @@ int test_kv_member_signal(TestKvCluster *c, unsigned i, int sig) {
                 c->pids[i] = 0;
         }
         return 0;
+}
+
+int test_kv_member_start(TestKvCluster *c, unsigned i) {
+        if (i >= c->n || c->pids[i] > 0)
+                return -EINVAL;
+        return member_spawn(c, i);
 }
 
 int test_kv_member_restart(TestKvCluster *c, unsigned i) {

@@ -20,19 +20,30 @@ typedef struct TestKvCluster {
         int peer_ports[TEST_KV_MAX_MEMBERS];
         char urls[TEST_KV_MAX_MEMBERS][64];   /* client URLs */
         char *endpoints[TEST_KV_MAX_MEMBERS + 1]; /* NULL-terminated view of urls */
+        const char *const *extra_args;        /* appended to every member's command line */
 } TestKvCluster;
 
 /* Starts n members and waits until every one reports healthy. Exits the process with 77 when the
  * binary is missing and not required. */
 int test_kv_cluster_start(TestKvCluster **ret, unsigned n);
+/* The same with extra flags for every member (NULL-terminated), e.g. { "--snapshot-count", "100" }. */
+int test_kv_cluster_start_args(TestKvCluster **ret, unsigned n, const char *const *extra_args);
+/* True when the members are flotilla-kv (the binary's name says so). */
+bool test_kv_is_flotilla(const TestKvCluster *c);
+/* Index of the member that reports itself leader (/v2/stats/self), or -1. */
+int test_kv_leader(TestKvCluster *c);
 void test_kv_cluster_stop(TestKvCluster *c);
 int test_kv_member_signal(TestKvCluster *c, unsigned i, int sig); /* SIGKILL reaps it */
 int test_kv_member_restart(TestKvCluster *c, unsigned i);
+/* Starts a stopped member without waiting for it (when others must start too before any can be
+ * healthy); test_kv_wait_healthy() then waits. */
+int test_kv_member_start(TestKvCluster *c, unsigned i);
 int test_kv_wait_healthy(TestKvCluster *c, unsigned i, unsigned timeout_sec);
 
 /* Blocking requests for the test's own setup and checks (not the code under test). */
 typedef struct TestKvConn TestKvConn;
 TestKvConn *test_kv_conn_new(const char *base_url);
 void test_kv_conn_free(TestKvConn *k);
+void test_kv_conn_set_timeout(TestKvConn *k, long ms); /* default 10 s */
 /* Returns the HTTP status (or -errno) and the body in *ret_body (may be NULL). */
 long test_kv_do(TestKvConn *k, const char *method, const char *path, const char *form, char **ret_body);

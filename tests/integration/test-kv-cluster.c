@@ -1,0 +1,271 @@
+/* SPDX-License-Identifier: MIT */
+/* A 3-member cluster of real processes under faults: kill -9 of any member (the leader too)
+ * under continuous writes loses no acknowledged write; an isolated minority cannot write; a
+ * member that was down catches up (from a snapshot, for flotilla-kv). Runs against flotilla-kv
+ * or etcd ($FLOTILLA_TEST_KV_BIN), so the test itself is checked against the reference. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "shared/kv-client.h"
+#include "shared/log.h"
+#include "test-kv-server.h"
+#include "test-util.h"
+
+static sd_event *event;
+
+typedef struct WriteOp WriteOp;
+typedef struct Writer {
+        KvClient *kv;
+        WriteOp *ops;              /* one per key, so dropping in-flight writes leaks nothing */
+        unsigned next;             /* next key number to write */
+        unsigned in_flight;
+        unsigned max_in_flight;
+        bool stop;
+        uint8_t *acked;            /* acked[i] = 1 when write i was acknowledged */
+        unsigned capacity;
+        unsigned n_acked, n_failed;
+} Writer;
+
+struct WriteOp {
+        Writer *w;
+        unsigned i;
+};
+
+static void writer_pump(Writer *w);
+
+static void on_write(const KvResult *r, void *userdata) {
+        WriteOp *op = userdata;
+        Writer *w = op->w;
+
+        w->in_flight--;
+        if (r->error == 0)
+                w->acked[op->i] = 1, w->n_acked++;
+        else
+                w->n_failed++;
+        writer_pump(w);
+}
+
+static void writer_pump(Writer *w) {
+        while (!w->stop && w->in_flight < w->max_in_flight && w->next < w->capacity) {
+                WriteOp *op = &w->ops[w->next];
+                char key[64], value[32];
+                op->w = w;
+                op->i = w->next++;
+                (void) snprintf(key, sizeof(key), "/durable/k%06u", op->i);
+                (void) snprintf(value, sizeof(value), "v%u", op->i);
+                assert_int_equal(kv_set(w->kv, key, value, KV_TTL_NONE, on_write, op), 0);
+                w->in_flight++;
+        }
+}
+
+static int group_setup(void **state) {
+        return sd_event_new(&event) < 0 ? -1 : 0;
+}
+
+static int group_teardown(void **state) {
+        event = sd_event_unref(event);
+        return 0;
+}
+
+static KvClient *client(TestKvCluster *c, usec_t request_timeout) {
+        KvClient *kv;
+        KvClientConfig cfg = { .endpoints = c->endpoints, .request_timeout_usec = request_timeout,
+                               .total_timeout_usec = 3 * request_timeout };
+        assert_int_equal(kv_client_new(&kv, event, &cfg), 0);
+        return kv;
+}
+
+/* Every acknowledged write must be readable with its value from a quorum read. */
+static void verify_acked(TestKvCluster *c, const Writer *w) {
+        TestKvConn *k = NULL;
+        unsigned checked = 0;
+
+        for (unsigned m = 0; m < c->n && !k; m++)
+                if (c->pids[m] > 0)
+                        k = test_kv_conn_new(c->urls[m]);
+        assert_non_null(k);
+        for (unsigned i = 0; i < w->next; i++) {
+                _cleanup_free_ char *body = NULL;
+                char path[96], want[64];
+                if (!w->acked[i])
+                        continue;
+                (void) snprintf(path, sizeof(path), "/v2/keys/durable/k%06u?quorum=true", i);
+                (void) snprintf(want, sizeof(want), "\"value\":\"v%u\"", i);
+                long status = test_kv_do(k, "GET", path, NULL, &body);
+                if (status != 200 || !body || !strstr(body, want)) {
+                        fprintf(stderr, "acknowledged write %u lost: HTTP %ld %s\n", i, status, strna(body));
+                        fail();
+                }
+                checked++;
+        }
+        test_kv_conn_free(k);
+        assert_int_equal(checked, w->n_acked);
+}
+
+static void kill_nine_any_member_loses_no_acknowledged_write(void **state) {
+        TestKvCluster *c = NULL;
+        Writer w = { .max_in_flight = 8, .capacity = 200000 };
+        int killed_leader = 0, killed_follower = 0;
+
+        assert_int_equal(test_kv_cluster_start(&c, 3), 0);
+        w.acked = calloc(w.capacity, 1);
+        w.ops = calloc(w.capacity, sizeof(WriteOp));
+        w.kv = client(c, 2 * USEC_PER_SEC);
+        writer_pump(&w);
+        test_loop_for(event, 500 * USEC_PER_MSEC);
+
+        /* Six rounds: kill -9 the leader or a follower while writes flow, restart it. */
+        for (int round = 0; round < 6; round++) {
+                int victim = test_kv_leader(c);
+                if (round % 2 == 1 || victim < 0)
+                        victim = (victim + 1) % (int) c->n, killed_follower++;
+                else
+                        killed_leader++;
+                unsigned before = w.n_acked;
+                assert_int_equal(test_kv_member_signal(c, (unsigned) victim, SIGKILL), 0);
+                test_loop_for(event, 700 * USEC_PER_MSEC);
+                assert_int_equal(test_kv_member_restart(c, (unsigned) victim), 0);
+                test_loop_for(event, 700 * USEC_PER_MSEC);
+                /* Writes keep being acknowledged around each crash. */
+                assert_true(w.n_acked > before);
+        }
+        w.stop = true;
+        assert_true(RUN_LOOP_UNTIL(event, w.in_flight == 0, 30 * USEC_PER_SEC));
+        fprintf(stderr, "%u writes acknowledged, %u failed, %d leader kills, %d follower kills\n", w.n_acked, w.n_failed,
+                killed_leader, killed_follower);
+        assert_true(killed_leader >= 2);
+        assert_true(w.n_acked > 100);
+        verify_acked(c, &w);
+        kv_client_free(w.kv);
+        free(w.acked);
+        free(w.ops);
+        test_kv_cluster_stop(c);
+}
+
+/* All members die at once right after acknowledging: only what each persisted before answering
+ * survives, so every acknowledged write must come back from the WAL. */
+static void whole_cluster_kill_nine_keeps_acknowledged_writes(void **state) {
+        TestKvCluster *c = NULL;
+        Writer w = { .max_in_flight = 16, .capacity = 200000 };
+
+        assert_int_equal(test_kv_cluster_start(&c, 3), 0);
+        w.acked = calloc(w.capacity, 1);
+        w.ops = calloc(w.capacity, sizeof(WriteOp));
+        w.kv = client(c, 2 * USEC_PER_SEC);
+        writer_pump(&w);
+        assert_true(RUN_LOOP_UNTIL(event, w.n_acked >= 2000, 60 * USEC_PER_SEC));
+        /* Kill while writes are in flight; whatever was acknowledged must survive. */
+        for (unsigned m = 0; m < c->n; m++)
+                assert_int_equal(kill(c->pids[m], SIGKILL), 0);
+        for (unsigned m = 0; m < c->n; m++)
+                assert_int_equal(test_kv_member_signal(c, m, SIGKILL), 0); /* reaps it */
+        w.stop = true;
+        kv_client_free(TAKE_PTR(w.kv)); /* drops the in-flight writes: not acknowledged */
+        w.in_flight = 0;
+        for (unsigned m = 0; m < c->n; m++)
+                assert_int_equal(test_kv_member_start(c, m), 0);
+        for (unsigned m = 0; m < c->n; m++)
+                assert_int_equal(test_kv_wait_healthy(c, m, 30), 0);
+        fprintf(stderr, "%u writes acknowledged before the whole cluster was killed\n", w.n_acked);
+        verify_acked(c, &w);
+        free(w.acked);
+        free(w.ops);
+        test_kv_cluster_stop(c);
+}
+
+/* The member left alone (the other two frozen) may not acknowledge a write, and may not answer
+ * a quorum read; it still serves plain (possibly stale) reads. */
+static void isolated_minority_cannot_write(void **state) {
+        TestKvCluster *c = NULL;
+        TestKvConn *k;
+        _cleanup_free_ char *body = NULL;
+        unsigned alone;
+
+        assert_int_equal(test_kv_cluster_start(&c, 3), 0);
+        alone = (unsigned) ((test_kv_leader(c) + 1) % 3);
+        k = test_kv_conn_new(c->urls[alone]);
+        assert_int_equal(test_kv_do(k, "PUT", "/v2/keys/before", "value=1", NULL), 201);
+        for (unsigned m = 0; m < 3; m++)
+                if (m != alone)
+                        assert_int_equal(test_kv_member_signal(c, m, SIGSTOP), 0);
+        test_kv_conn_set_timeout(k, 12000);
+        long status = test_kv_do(k, "PUT", "/v2/keys/during", "value=2", &body);
+        assert_true(status != 200 && status != 201);
+        if (status > 0) {
+                assert_int_equal(status, 500);
+                assert_non_null(strstr(body, "\"errorCode\":300"));
+        }
+        body = mfree(body);
+        status = test_kv_do(k, "GET", "/v2/keys/before?quorum=true", NULL, &body);
+        assert_true(status != 200);
+        body = mfree(body);
+        assert_int_equal(test_kv_do(k, "GET", "/v2/keys/before", NULL, &body), 200);
+        assert_non_null(strstr(body, "\"value\":\"1\""));
+        body = mfree(body);
+        /* Heal: writes work again. */
+        for (unsigned m = 0; m < 3; m++)
+                if (m != alone)
+                        assert_int_equal(test_kv_member_signal(c, m, SIGCONT), 0);
+        for (int i = 0; i < 100; i++) {
+                status = test_kv_do(k, "PUT", "/v2/keys/after", "value=3", NULL);
+                if (status == 200 || status == 201)
+                        break;
+                usleep(100000);
+        }
+        assert_true(status == 200 || status == 201);
+        test_kv_conn_free(k);
+        test_kv_cluster_stop(c);
+}
+
+/* A member down while the others write and snapshot past it catches up when it returns. */
+static void restarted_member_catches_up(void **state) {
+        /* etcd 3.4 keeps 5000 entries after a snapshot and has no flag for it; flotilla-kv keeps
+         * 20 here, so 500 writes take it past the lagging member's log. */
+        static const char *const flotilla_args[] = { "--snapshot-count", "100", "--snapshot-catchup-entries", "20", NULL };
+        static const char *const etcd_args[] = { "--snapshot-count", "100", NULL };
+        const char *bin = getenv("FLOTILLA_TEST_KV_BIN");
+        const char *const *args = bin && strstr(bin, "flotilla-kv") ? flotilla_args : etcd_args;
+        TestKvCluster *c = NULL;
+        TestKvConn *k, *back;
+        unsigned down;
+        long status = 0;
+
+        assert_int_equal(test_kv_cluster_start_args(&c, 3, args), 0);
+        down = (unsigned) ((test_kv_leader(c) + 1) % 3);
+        assert_int_equal(test_kv_member_signal(c, down, SIGKILL), 0);
+        k = test_kv_conn_new(c->urls[(down + 1) % 3]);
+        for (int i = 0; i < 500; i++) {
+                char path[64], form[32];
+                (void) snprintf(path, sizeof(path), "/v2/keys/catch/k%d", i);
+                (void) snprintf(form, sizeof(form), "value=%d", i);
+                assert_true(test_kv_do(k, "PUT", path, form, NULL) / 100 == 2);
+        }
+        assert_int_equal(test_kv_member_restart(c, down), 0);
+        back = test_kv_conn_new(c->urls[down]);
+        for (int i = 0; i < 100; i++) {
+                _cleanup_free_ char *body = NULL;
+                status = test_kv_do(back, "GET", "/v2/keys/catch/k499", NULL, &body);
+                if (status == 200 && strstr(body, "\"value\":\"499\""))
+                        break;
+                usleep(100000);
+        }
+        assert_int_equal(status, 200);
+        if (test_kv_is_flotilla(c)) {
+                /* It got there through a snapshot: its log was compacted past what it had. */
+                _cleanup_free_ char *metrics = NULL;
+                assert_int_equal(test_kv_do(back, "GET", "/metrics", NULL, &metrics), 200);
+                const char *s = strstr(metrics, "\nflotilla_kv_raft_snapshot_index ");
+                assert_non_null(s);
+                assert_true(strtoull(s + strlen("\nflotilla_kv_raft_snapshot_index "), NULL, 10) >= 100);
+        }
+        test_kv_conn_free(k);
+        test_kv_conn_free(back);
+        test_kv_cluster_stop(c);
+}
+
+TEST_MAIN_GROUP(group_setup, group_teardown,
+                cmocka_unit_test(kill_nine_any_member_loses_no_acknowledged_write),
+                cmocka_unit_test(whole_cluster_kill_nine_keeps_acknowledged_writes),
+                cmocka_unit_test(isolated_minority_cannot_write),
+                cmocka_unit_test(restarted_member_catches_up))
