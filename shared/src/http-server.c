@@ -61,7 +61,8 @@ struct HttpRequest {
         char *path;
         char *raw_uri;            /* taken from the connection */
         Buf body;
-        char bad_escape[4];
+        char bad_escape[4];       /* first invalid escape of the path or query */
+        char body_bad_escape[4];  /* first invalid escape of a form body */
         char **form;              /* name, value, name, value ... from a form body */
         bool form_parsed;
         char **reply_headers;     /* name, value, ... added to the response */
@@ -175,7 +176,13 @@ const char *http_request_raw_uri(HttpRequest *req) {
         return req->raw_uri ?: req->path;
 }
 
+static int parse_form(HttpRequest *req);
+
+/* As Go's ParseForm reports it: the body's first invalid escape, else the URL's. */
 const char *http_request_bad_escape(HttpRequest *req) {
+        (void) parse_form(req);
+        if (req->body_bad_escape[0])
+                return req->body_bad_escape;
         return req->bad_escape[0] ? req->bad_escape : NULL;
 }
 
@@ -225,23 +232,31 @@ static int parse_form(HttpRequest *req) {
                 int r;
 
                 if (amp > p) {
+                        const char *bad_at = NULL, *nul;
+
                         r = url_unescape(p, (size_t) ((eq ?: amp) - p), true, &k, &bad);
-                        if (r == 0)
-                                r = url_unescape(vstart, (size_t) (amp - vstart), true, &v, &bad);
-                        if (r == -EINVAL && !req->bad_escape[0]) {
-                                const char *at = (k ? vstart : p) + bad;
-                                (void) snprintf(req->bad_escape, sizeof(req->bad_escape), "%.*s",
-                                                (int) MIN((size_t) 3, (size_t) (end - at)), at);
-                        }
-                        if (r == -ENOMEM) {
-                                free(k);
-                                return r;
-                        }
+                        if (r == -EINVAL)
+                                bad_at = p + bad;
                         if (r == 0) {
-                                if (strv_push(&req->form, k) < 0 || strv_push(&req->form, v) < 0)
-                                        return -ENOMEM;
-                        } else
+                                r = url_unescape(vstart, (size_t) (amp - vstart), true, &v, &bad);
+                                if (r == -EINVAL)
+                                        bad_at = vstart + bad;
+                        }
+                        /* A %00 would truncate the C string: refuse it like an invalid escape. */
+                        if (r == 0 && (nul = memmem(p, (size_t) (amp - p), "%00", 3))) {
+                                r = -EINVAL;
+                                bad_at = nul;
+                        }
+                        if (r == -EINVAL && bad_at && !req->body_bad_escape[0])
+                                (void) snprintf(req->body_bad_escape, sizeof(req->body_bad_escape), "%.*s",
+                                                (int) MIN((size_t) 3, (size_t) (end - bad_at)), bad_at);
+                        if (r < 0) {
                                 free(k);
+                                free(v);
+                                if (r == -ENOMEM)
+                                        return r;
+                        } else if (strv_push(&req->form, k) < 0 || strv_push(&req->form, v) < 0)
+                                return -ENOMEM;
                 }
                 p = amp + 1;
         }
@@ -860,7 +875,10 @@ static size_t on_unescape(void *cls, struct MHD_Connection *c, char *s) {
         char *o = s;
 
         for (char *p = s; *p; p++) {
-                if (*p == '%' && isxdigit((unsigned char) p[1]) && isxdigit((unsigned char) p[2])) {
+                /* %00 would cut the C string short and silently change a key or value: it is
+                 * refused like an invalid escape instead. */
+                if (*p == '%' && isxdigit((unsigned char) p[1]) && isxdigit((unsigned char) p[2]) &&
+                    !(p[1] == '0' && p[2] == '0')) {
                         char hex[3] = { p[1], p[2], 0 };
                         *o++ = (char) strtol(hex, NULL, 16);
                         p += 2;

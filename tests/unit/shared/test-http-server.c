@@ -213,6 +213,17 @@ static void path_escapes_decode_and_bad_ones_are_reported(void **state) {
         assert_int_equal(test_http_simple(F.event, F.port, "PUT", "/v2/keys/k", NULL, "value=%g1", &r), 0);
         assert_string_equal(F.seen, "path=/v2/keys/k value=n/a q=n/a bad=%g1");
         test_response_done(&r);
+        /* %00 would truncate the key or value: it is reported, never decoded. */
+        assert_int_equal(test_http_simple(F.event, F.port, "PUT", "/v2/keys/k", NULL, "value=a%00b", &r), 0);
+        assert_string_equal(F.seen, "path=/v2/keys/k value=n/a q=n/a bad=%00");
+        test_response_done(&r);
+        /* The body's bad escape wins over the query's, as in Go. */
+        assert_int_equal(test_http_simple(F.event, F.port, "PUT", "/v2/keys/k?x=%zz", NULL, "value=%g1", &r), 0);
+        assert_string_equal(F.seen, "path=/v2/keys/k value=n/a q=n/a bad=%g1");
+        test_response_done(&r);
+        assert_int_equal(test_http_simple(F.event, F.port, "GET", "/v2/keys/a%00b?q=x%00y", NULL, NULL, &r), 0);
+        assert_string_equal(F.seen, "path=/v2/keys/a%00b value=n/a q=x%00y bad=%00");
+        test_response_done(&r);
 }
 
 static void announced_oversized_body_refused_before_it_is_sent(void **state) {
