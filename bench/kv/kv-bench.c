@@ -5,10 +5,11 @@
  * hand-written request/response handling, so the client costs far less CPU than the server.
  *
  *   kv-bench --endpoints URL,URL --mode write|read|qread|watch [--clients N] [--seconds S]
- *            [--value-size B] [--keys K] [--watchers W] [--events E]
+ *            [--value-size B] [--keys K] [--watchers W] [--events E] [--interval-ms MS]
  *
- * watch: W connections long-poll one key; a writer sets it E times, 20 ms apart, with its send
- * time in the value; each watcher's delivery latency is recorded. */
+ * watch: W connections long-poll one key; a writer sets it E times, MS (20) ms apart, with its send
+ * time in the value; each watcher's delivery latency is recorded.
+ * fill: writes keys bench/k0 .. bench/k<K-1> once each (for memory and restart measurements). */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -28,7 +29,7 @@
 #define MAX_ENDPOINTS 8
 #define RBUF 65536
 
-typedef enum Mode { MODE_WRITE, MODE_READ, MODE_QREAD, MODE_WATCH } Mode;
+typedef enum Mode { MODE_WRITE, MODE_READ, MODE_QREAD, MODE_WATCH, MODE_FILL } Mode;
 
 typedef struct Conn {
         int fd;
@@ -47,7 +48,7 @@ static struct {
         int n_endpoints;
         struct sockaddr_in addr[MAX_ENDPOINTS];
         char hostport[MAX_ENDPOINTS][64];
-        int clients, watchers, events, keys, value_size;
+        int clients, watchers, events, keys, value_size, interval_ms;
         double seconds;
         char *value;
         uint64_t *lat;                  /* microseconds */
@@ -115,7 +116,17 @@ static void conn_flush(Conn *c) {
 }
 
 static void conn_request(Conn *c) {
-        unsigned k = (unsigned) (B.seq++ % (uint64_t) B.keys);
+        unsigned k;
+
+        if (B.mode == MODE_FILL && !c->watcher) {
+                if (B.seq >= (uint64_t) B.keys)
+                        return; /* this connection is done */
+                B.mode = MODE_WRITE;
+                conn_request(c);
+                B.mode = MODE_FILL;
+                return;
+        }
+        k = (unsigned) (B.seq++ % (uint64_t) B.keys);
         const char *h = B.hostport[c->endpoint];
         int n;
 
@@ -187,9 +198,10 @@ static void on_response(Conn *c, int status, const char *body, size_t blen) {
                 return;
         }
         B.requests++;
-        if (status / 100 != 2 && !(status == 404 && B.mode != MODE_WRITE))
+        if (status / 100 != 2 && !(status == 404 && B.mode != MODE_WRITE && B.mode != MODE_FILL))
                 B.errors++;
-        record(now - c->sent_usec);
+        if (B.mode != MODE_WATCH) /* in watch mode only deliveries are samples, not the writer's requests */
+                record(now - c->sent_usec);
         if (B.mode != MODE_WATCH)
                 conn_request(c);
 }
@@ -242,11 +254,13 @@ static void run_loop(Conn *conns, int n, uint64_t until_us, int *writer_events_l
         uint64_t next_write = now_us();
 
         while (now_us() < until_us) {
+                if (B.mode == MODE_FILL && B.requests >= (uint64_t) B.keys)
+                        break;
                 int timeout = 10;
                 if (writer && *writer_events_left > 0 && now_us() >= next_write && writer->woff >= writer->wlen) {
                         conn_request(writer);
                         (*writer_events_left)--;
-                        next_write = now_us() + 20000;
+                        next_write = now_us() + (uint64_t) B.interval_ms * 1000;
                 }
                 if (writer && *writer_events_left == 0 && B.n_lat >= (size_t) B.watchers * (size_t) B.events)
                         break;
@@ -275,6 +289,7 @@ int main(int argc, char **argv) {
         B.keys = 10000;
         B.watchers = 1000;
         B.events = 50;
+        B.interval_ms = 20;
         for (int i = 1; i + 1 < argc; i += 2) {
                 if (!strcmp(argv[i], "--endpoints"))
                         endpoints = argv[i + 1];
@@ -292,13 +307,16 @@ int main(int argc, char **argv) {
                         B.watchers = atoi(argv[i + 1]);
                 else if (!strcmp(argv[i], "--events"))
                         B.events = atoi(argv[i + 1]);
+                else if (!strcmp(argv[i], "--interval-ms"))
+                        B.interval_ms = atoi(argv[i + 1]);
                 else {
                         fprintf(stderr, "kv-bench: unknown option %s\n", argv[i]);
                         return 2;
                 }
         }
         B.mode = !strcmp(mode, "write") ? MODE_WRITE : !strcmp(mode, "read") ? MODE_READ
-                 : !strcmp(mode, "qread") ? MODE_QREAD : !strcmp(mode, "watch") ? MODE_WATCH : -1;
+                 : !strcmp(mode, "qread") ? MODE_QREAD : !strcmp(mode, "watch") ? MODE_WATCH
+                 : !strcmp(mode, "fill") ? MODE_FILL : -1;
         if ((int) B.mode < 0 || parse_endpoints(endpoints) < 0 || B.clients < 1 || B.value_size < 1 ||
             B.value_size > 4000 || B.keys < 1) {
                 fprintf(stderr, "kv-bench: bad arguments\n");

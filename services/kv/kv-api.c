@@ -490,6 +490,9 @@ int kv_api_new(KvApi **ret, sd_event *e, KvNode *node, const KvConfig *cfg, int 
         _cleanup_(kv_api_freep) KvApi *a = NULL;
         HttpServerConfig hc = {
                 .max_body_size = cfg->max_request_bytes,
+                /* MHD clears its per-connection pool on every request: keep it to what etcd
+                 * clients need (their headers are small), so long polls stay cheap. */
+                .connection_memory_limit = 16U << 10,
                 .max_connections = (unsigned) cfg->max_connections,
                 .server_header = "flotilla-kv/" FLOTILLA_VERSION,
         };

@@ -339,7 +339,7 @@ static int persist(KvNode *n, const RaftReady *rd) {
                                       .type = (uint8_t) rd->entries[i].type, .data = rd->entries[i].data,
                                       .len = rd->entries[i].len };
         if (r >= 0 && (rd->n_entries > 0 || rd->has_hard_state))
-                r = kv_wal_append(n->wal, e, rd->n_entries, rd->has_hard_state ? &hs : NULL);
+                r = kv_wal_append(n->wal, rd->n_entries ? e : NULL, rd->n_entries, rd->has_hard_state ? &hs : NULL);
         if (e != stack)
                 free(e);
         /* Group commit: one fdatasync for everything this Ready carries. */
@@ -590,9 +590,14 @@ int kv_node_new(KvNode **ret, sd_event *e, const KvConfig *cfg) {
         n->soft = raft_soft_state(n->raft);
 
         r = sd_event_add_defer(e, &n->ready, on_ready, n);
+        /* The Ready loop and ticks run before client I/O, like peer traffic (kv-peer.h). */
+        if (r >= 0)
+                r = sd_event_source_set_priority(n->ready, KV_PEER_PRIORITY);
         if (r >= 0)
                 r = sd_event_add_time_relative(e, &n->tick, CLOCK_MONOTONIC, cfg->heartbeat_interval_usec,
                                                cfg->heartbeat_interval_usec / 10, on_tick, n);
+        if (r >= 0)
+                r = sd_event_source_set_priority(n->tick, KV_PEER_PRIORITY);
         if (r >= 0)
                 r = sd_event_source_set_enabled(n->tick, SD_EVENT_ON);
         if (r < 0)

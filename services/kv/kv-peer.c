@@ -380,6 +380,8 @@ static void peer_connect(Peer *p) {
         p->state = PEER_CONNECTING;
         r = sd_event_add_io(t->event, &p->io, p->fd, EPOLLOUT | EPOLLIN, on_peer_io, p);
         if (r >= 0)
+                r = sd_event_source_set_priority(p->io, KV_PEER_PRIORITY);
+        if (r >= 0)
                 r = event_reset_time_relative(t->event, &p->timer, t->cfg.handshake_timeout_usec, on_peer_timer, p);
         if (r < 0)
                 peer_fail(p, r, "watch socket");
@@ -666,6 +668,7 @@ static int on_accept(sd_event_source *s, int lfd, uint32_t revents, void *userda
                 LIST_PREPEND(t->inbound, c);
                 t->n_inbound++;
                 if (sd_event_add_io(t->event, &c->io, fd, EPOLLIN, on_inbound_io, c) < 0 ||
+                    sd_event_source_set_priority(c->io, KV_PEER_PRIORITY) < 0 ||
                     event_reset_time_relative(t->event, &c->timer, t->cfg.handshake_timeout_usec, on_inbound_timeout, c) < 0)
                         inbound_free(c);
         }

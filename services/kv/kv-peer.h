@@ -31,6 +31,10 @@
 #include "shared/macro.h"
 #include "shared/time-util.h"
 
+/* Peer traffic runs before client traffic on the loop: a member busy answering clients must
+ * still acknowledge replication promptly, or every commit waits behind client work. */
+#define KV_PEER_PRIORITY SD_EVENT_PRIORITY_IMPORTANT
+
 #define KV_PEER_PROTOCOL_MIN 1
 #define KV_PEER_PROTOCOL_MAX 1
 

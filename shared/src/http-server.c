@@ -22,7 +22,9 @@
 
 #define HTTP_MAX_LISTENERS   8
 #define HTTP_SWEEP_USEC      (250 * USEC_PER_MSEC)
-#define HTTP_STREAM_BLOCK    (16U << 10)
+/* MHD allocates a block this size for every streamed response; watch events are small, and a
+ * large one just takes more reader calls. */
+#define HTTP_STREAM_BLOCK    (4U << 10)
 #define HTTP_CONNECTION_SLACK 64U
 
 typedef enum ConnPhase {
@@ -65,7 +67,7 @@ struct HttpRequest {
         char body_bad_escape[4];  /* first invalid escape of a form body */
         char **form;              /* name, value, name, value ... from a form body */
         bool form_parsed;
-        char **reply_headers;     /* name, value, ... added to the response */
+        Buf reply_headers;        /* "name\0value\0" pairs added to the response (one allocation) */
         char peer[INET6_ADDRSTRLEN + 8];
         usec_t start_usec;
         unsigned status;          /* status of the queued response, for metrics */
@@ -216,11 +218,11 @@ static int parse_form(HttpRequest *req) {
         if (req->form_parsed)
                 return 0;
         req->form_parsed = true;
+        if (!is_form_body(req) || req->body.len == 0)
+                return 0;
         req->form = new0(char *, 1);
         if (!req->form)
                 return -ENOMEM;
-        if (!is_form_body(req) || req->body.len == 0)
-                return 0;
         p = req->body.data;
         end = p + req->body.len;
         while (p < end) {
@@ -384,7 +386,8 @@ unsigned http_server_suspended(HttpServer *s) {
 /* ---------------------------------------------------------------- replies */
 
 int http_reply_header(HttpRequest *req, const char *name, const char *value) {
-        if (strv_extend(&req->reply_headers, name) < 0 || strv_extend(&req->reply_headers, value) < 0)
+        if (buf_append(&req->reply_headers, name, strlen(name) + 1) < 0 ||
+            buf_append(&req->reply_headers, value, strlen(value) + 1) < 0)
                 return -ENOMEM;
         return 0;
 }
@@ -395,9 +398,12 @@ static int add_headers(HttpRequest *req, struct MHD_Response *resp, const char *
         if (req->server->cfg.server_header &&
             MHD_add_response_header(resp, "Server", req->server->cfg.server_header) != MHD_YES)
                 return -ENOMEM;
-        for (char **h = req->reply_headers; h && h[0] && h[1]; h += 2)
-                if (MHD_add_response_header(resp, h[0], h[1]) != MHD_YES)
+        for (const char *h = req->reply_headers.data, *end = h + req->reply_headers.len; h && h < end;) {
+                const char *v = h + strlen(h) + 1;
+                if (MHD_add_response_header(resp, h, v) != MHD_YES)
                         return -EINVAL;
+                h = v + strlen(v) + 1;
+        }
         return 0;
 }
 
@@ -666,7 +672,7 @@ static void request_free(HttpRequest *req) {
         buf_done(&req->body);
         buf_done(&req->stream);
         strv_free(req->form);
-        strv_free(req->reply_headers);
+        buf_done(&req->reply_headers);
         free(req->path);
         free(req->raw_uri);
         free(req);
@@ -1016,9 +1022,16 @@ static void listener_rearm(Listener *l) {
 
 static int on_mhd_io(sd_event_source *src, int fd, uint32_t revents, void *userdata) {
         Listener *l = userdata;
+        bool resumed = l->kicked;
 
         l->kicked = false;
         if (MHD_run(l->mhd) != MHD_YES)
+                log_debug("MHD_run() failed.");
+        /* MHD advances each connection by one write per pass: after connections were resumed,
+         * a chunked response's body goes out in the first pass and its terminating chunk only
+         * in the next. Run that pass now rather than after whatever else the loop has to do,
+         * so a long poll completes (and its client can ask again) without the extra wait. */
+        if (resumed && MHD_run(l->mhd) != MHD_YES)
                 log_debug("MHD_run() failed.");
         listener_rearm(l);
         return 0;
