@@ -35,7 +35,9 @@ static const ConfOption options[] = {
             "new: bootstrap a cluster; existing: join a running one", .enum_values = cluster_states),
         OPT("initial-cluster-token", CONF_STRING, initial_cluster_token, "etcd-cluster", "TOKEN",
             "distinguishes clusters bootstrapped from the same member list"),
-        OPT("snapshot-count", CONF_U64, snapshot_count, "100000", "N", "applied entries between snapshots", .min = 1,
+        /* etcd defaults to 100000; flotilla-kv's snapshots are cheap (100k keys save in tens of ms),
+         * and a shorter log means less memory and a faster restart. */
+        OPT("snapshot-count", CONF_U64, snapshot_count, "10000", "N", "applied entries between snapshots", .min = 1,
             .max = 100000000),
         OPT("snapshot-catchup-entries", CONF_U64, snapshot_catchup_entries, "5000", "N",
             "log entries kept after a snapshot so slow followers catch up without one", .min = 1, .max = 10000000),

@@ -16,6 +16,17 @@ static void on_fatal(int error, void *userdata) {
         (void) daemon_exit(userdata, error);
 }
 
+static KvNode *the_node;
+
+static void on_handed_over(void *userdata) {
+        (void) daemon_exit(userdata, 0);
+}
+
+/* SIGTERM: a leader hands over first (a rolling restart costs no election timeout). */
+static int on_stop(Daemon *d, void *userdata) {
+        return kv_node_stop(the_node, on_handed_over, d);
+}
+
 static int run(int argc, char **argv) {
         _cleanup_(daemon_freep) Daemon *d = NULL;
         KvConfig cfg = {};
@@ -46,6 +57,8 @@ static int run(int argc, char **argv) {
         if (r < 0)
                 goto out;
         kv_node_on_fatal(node, on_fatal, d);
+        the_node = node;
+        daemon_on_stop(d, on_stop, NULL);
         r = kv_api_new(&api, daemon_event(d), node, &cfg, fds, n_fds);
         if (r < 0)
                 goto out;

@@ -77,6 +77,10 @@ struct KvNode {
         bool published;
         uint64_t recv_append, send_append;
 
+        void (*stop_cb)(void *userdata);  /* graceful stop: leadership handed over (or gave up) */
+        void *stop_userdata;
+        usec_t stop_deadline_usec;
+
         void (*on_fatal)(int error, void *userdata);
         void *fatal_userdata;
         bool failed;

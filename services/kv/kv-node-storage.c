@@ -7,6 +7,7 @@
  * members, then a WAL whose marker points at it; from there, starting is always recovery. */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -380,6 +381,8 @@ int kv_node_maybe_snapshot(KvNode *n) {
         if (r < 0)
                 return log_error_errno(r, "Failed to release WAL segments before %" PRIu64 ": %m", index);
         n->snapshot_index = index;
+        /* The compacted log freed many small blocks; give the memory back to the system. */
+        (void) malloc_trim(0);
         log_info("Snapshot at index %" PRIu64 " (%zu bytes); released %d WAL segment(s).", index, data.len, r);
         return 0;
 }

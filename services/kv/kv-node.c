@@ -422,6 +422,8 @@ static void kick(KvNode *n) {
         (void) sd_event_source_set_enabled(n->ready, SD_EVENT_ON);
 }
 
+static void stop_check(KvNode *n);
+
 /* ---------------------------------------------------------------- periodic duties */
 
 static void publish_attributes(KvNode *n) {
@@ -481,6 +483,7 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                 publish_attributes(n);
                 n->next_publish_usec = now + KV_PUBLISH_RETRY;
         }
+        stop_check(n);
         kick(n);
         return sd_event_source_set_time_relative(s, n->cfg->heartbeat_interval_usec);
 }
@@ -519,6 +522,59 @@ static void on_peer_status(uint64_t peer, bool reachable, void *userdata) {
                 (void) raft_report_unreachable(n->raft, peer);
                 kick(n);
         }
+}
+
+/* ---------------------------------------------------------------- stopping */
+
+static void stop_done(KvNode *n) {
+        void (*cb)(void *) = n->stop_cb;
+        void *u = n->stop_userdata;
+
+        n->stop_cb = NULL;
+        n->stop_deadline_usec = 0;
+        if (cb)
+                cb(u);
+}
+
+/* Called on every tick while stopping: done once another member leads (or time is up). */
+static void stop_check(KvNode *n) {
+        if (!n->stop_cb)
+                return;
+        if (n->soft.lead != n->id || now_usec(CLOCK_MONOTONIC) >= n->stop_deadline_usec)
+                stop_done(n);
+}
+
+int kv_node_stop(KvNode *n, void (*done)(void *userdata), void *userdata) {
+        RaftStatus *st;
+        uint64_t best = RAFT_NONE, best_match = 0;
+
+        n->stop_cb = done;
+        n->stop_userdata = userdata;
+        n->stop_deadline_usec = now_usec(CLOCK_MONOTONIC) + 2 * n->cfg->election_timeout_usec;
+        if (n->failed || n->soft.role != RAFT_LEADER) {
+                stop_done(n);
+                return 0;
+        }
+        st = new0(RaftStatus, 1);
+        if (!st) {
+                stop_done(n);
+                return -ENOMEM;
+        }
+        raft_status(n->raft, st);
+        for (size_t i = 0; i < st->n_peers; i++)
+                if (st->peers[i].id != n->id && !st->peers[i].is_learner && st->peers[i].match >= best_match) {
+                        best = st->peers[i].id;
+                        best_match = st->peers[i].match;
+                }
+        free(st);
+        if (best == RAFT_NONE) {
+                stop_done(n);
+                return 0;
+        }
+        log_info("Handing leadership to %" PRIx64 " before stopping.", best);
+        (void) raft_transfer_leader(n->raft, best);
+        kick(n);
+        return 1;
 }
 
 /* ---------------------------------------------------------------- life cycle */
@@ -602,9 +658,16 @@ int kv_node_new(KvNode **ret, sd_event *e, const KvConfig *cfg) {
                 r = sd_event_source_set_enabled(n->tick, SD_EVENT_ON);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the event loop: %m");
-        /* A single-member cluster elects itself at once instead of after an election timeout. */
+        /* A single-member cluster elects itself at once. Otherwise fast-forward the election
+         * clock (etcd's --initial-election-tick-advance): a cluster started or restarted as a
+         * whole elects a leader after a couple of ticks instead of a full election timeout. A
+         * member restarting into a running cluster hears from its leader first, and pre-vote
+         * keeps it from disturbing that leader either way. */
         if (n->conf_state.n_voters == 1 && n->conf_state.voters[0] == n->id)
                 (void) raft_campaign(n->raft);
+        else
+                for (unsigned i = 2; i < rc.election_tick; i++)
+                        (void) raft_tick(n->raft);
         *ret = TAKE_PTR(n);
         return 0;
 }

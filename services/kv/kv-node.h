@@ -70,6 +70,11 @@ bool kv_node_has_leader(KvNode *n);
  * follower (etcd answers 403 "not current leader"). */
 int kv_node_render_self_stats(KvNode *n, Buf *out);
 int kv_node_render_leader_stats(KvNode *n, Buf *out);
+/* Graceful stop: a leader hands leadership to its most up-to-date voter first, so clients do
+ * not wait out an election. Returns 0 if done is already called (nothing to hand over), 1 if it
+ * will be called once another member leads or after two election timeouts. */
+int kv_node_stop(KvNode *n, void (*done)(void *userdata), void *userdata);
+
 /* The wall clock in Unix nanoseconds: what TTLs are measured against. */
 int64_t kv_node_now_ns(void);
 /* Sets a callback for fatal storage errors (the member must stop). */

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Real etcd / flotilla-kv clusters for integration tests; see test-kv-server.h. */
 #include <curl/curl.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -229,11 +230,49 @@ fail:
         return r;
 }
 
+static bool all_threads_stopped(pid_t pid) {
+        char dir[64];
+        DIR *d;
+        bool stopped = true;
+
+        (void) snprintf(dir, sizeof(dir), "/proc/%d/task", (int) pid);
+        d = opendir(dir);
+        if (!d)
+                return false;
+        for (struct dirent *de; stopped && (de = readdir(d));) {
+                char path[128], buf[512];
+                const char *st;
+                FILE *f;
+
+                if (de->d_name[0] == '.')
+                        continue;
+                (void) snprintf(path, sizeof(path), "%s/%s/stat", dir, de->d_name);
+                f = fopen(path, "re");
+                if (!f)
+                        continue; /* the thread exited */
+                if (fgets(buf, sizeof(buf), f) && (st = strrchr(buf, ')')) && st[1] == ' ')
+                        stopped = st[2] == 'T' || st[2] == 't';
+                fclose(f);
+        }
+        closedir(d);
+        return stopped;
+}
+
 int test_kv_member_signal(TestKvCluster *c, unsigned i, int sig) {
         if (i >= c->n || c->pids[i] <= 0)
                 return -ESRCH;
         if (kill(c->pids[i], sig) < 0)
                 return -errno;
+        if (sig == SIGSTOP) {
+                /* Signals are asynchronous: on another CPU the member can run on for a while
+                 * after kill() returns. Wait until the kernel reports every thread stopped. */
+                for (int tries = 0; tries < 2000; tries++) {
+                        if (all_threads_stopped(c->pids[i]))
+                                return 0;
+                        usleep(1000);
+                }
+                return -ETIMEDOUT;
+        }
         if (sig == SIGKILL || sig == SIGTERM) {
                 (void) waitpid(c->pids[i], NULL, 0);
                 c->pids[i] = 0;

@@ -45,7 +45,7 @@ static void defaults_are_etcds(void **state) {
         assert_int_equal(c.initial_cluster_state, KV_CLUSTER_NEW);
         assert_true(c.heartbeat_interval_usec == 100 * USEC_PER_MSEC);
         assert_true(c.election_timeout_usec == 1000 * USEC_PER_MSEC);
-        assert_int_equal(c.snapshot_count, 100000);
+        assert_int_equal(c.snapshot_count, 10000);
         assert_int_equal(kv_config_validate(&c), 0);
         kv_config_free(&c);
 }
