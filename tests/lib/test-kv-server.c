@@ -240,7 +240,7 @@ static bool all_threads_stopped(pid_t pid) {
         if (!d)
                 return false;
         for (struct dirent *de; stopped && (de = readdir(d));) {
-                char path[128], buf[512];
+                char path[384], buf[512];
                 const char *st;
                 FILE *f;
 
