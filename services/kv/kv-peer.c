@@ -19,6 +19,7 @@
 #include "shared/event-util.h"
 #include "shared/list.h"
 #include "shared/log.h"
+#include "shared/net-util.h"
 #include "shared/parse-util.h"
 #include "shared/random-util.h"
 
@@ -354,24 +355,29 @@ static int on_peer_timer(sd_event_source *s, uint64_t usec, void *userdata) {
 
 static void peer_connect(Peer *p) {
         KvPeerTransport *t = p->t;
-        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *ai = NULL;
+        struct addrinfo *ai = NULL;
         int one = 1, r;
 
-        /* getaddrinfo blocks for names that need DNS; peer URLs are normally addresses. */
-        r = getaddrinfo(p->host, p->port, &hints, &ai);
-        if (r != 0) {
-                peer_fail(p, -EHOSTUNREACH, "resolve");
+        /* Resolution blocks for names that need DNS; peer URLs are normally addresses. A name
+         * may resolve to several addresses; the first that accepts a connect attempt is used. */
+        r = net_resolve(p->host, p->port, 0, &ai);
+        if (r < 0) {
+                peer_fail(p, r, "resolve");
                 return;
         }
-        p->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (p->fd < 0) {
-                freeaddrinfo(ai);
-                peer_fail(p, -errno, "socket");
-                return;
+        r = -EHOSTUNREACH;
+        for (struct addrinfo *a = ai; a && r < 0; a = a->ai_next) {
+                p->fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                if (p->fd < 0) {
+                        r = -errno;
+                        continue;
+                }
+                (void) setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+                (void) setsockopt(p->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+                r = connect(p->fd, a->ai_addr, a->ai_addrlen) < 0 && errno != EINPROGRESS ? -errno : 0;
+                if (r < 0)
+                        p->fd = safe_close(p->fd);
         }
-        (void) setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        (void) setsockopt(p->fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-        r = connect(p->fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS ? -errno : 0;
         freeaddrinfo(ai);
         if (r < 0) {
                 peer_fail(p, r, "connect");
@@ -699,7 +705,7 @@ int kv_peer_listen_fd(KvPeerTransport *t, int fd) {
 }
 
 int kv_peer_listen(KvPeerTransport *t, const char *url) {
-        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV }, *ai = NULL;
+        struct addrinfo *ai = NULL;
         _cleanup_free_ char *host = NULL, *port = NULL;
         _cleanup_close_ int fd = -EBADF;
         int one = 1, r;
@@ -707,16 +713,25 @@ int kv_peer_listen(KvPeerTransport *t, const char *url) {
         r = kv_peer_parse_url(url, &host, &port);
         if (r < 0)
                 return r;
-        r = getaddrinfo(host, port, &hints, &ai);
-        if (r != 0)
-                return -EADDRNOTAVAIL;
-        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0) {
-                freeaddrinfo(ai);
-                return -errno;
+        r = net_resolve(host, port, AI_PASSIVE, &ai);
+        if (r < 0)
+                return r;
+        /* "localhost" may give ::1 first where only 127.0.0.1 exists: take the first that binds. */
+        r = -EADDRNOTAVAIL;
+        for (struct addrinfo *a = ai; a; a = a->ai_next) {
+                fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                if (fd < 0) {
+                        r = -errno;
+                        continue;
+                }
+                (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+                if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 128) == 0) {
+                        r = 0;
+                        break;
+                }
+                r = -errno;
+                fd = safe_close(fd);
         }
-        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        r = bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0 ? -errno : 0;
         freeaddrinfo(ai);
         if (r < 0)
                 return r;

@@ -18,6 +18,7 @@
 #include "shared/list.h"
 #include "shared/event-util.h"
 #include "shared/log.h"
+#include "shared/net-util.h"
 #include "shared/parse-util.h"
 
 #define HTTP_MAX_LISTENERS   8
@@ -1042,7 +1043,7 @@ static int on_mhd_timer(sd_event_source *src, uint64_t usec, void *userdata) {
 }
 
 static int listen_socket(const char *address, int *ret_fd) {
-        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV }, *ai = NULL;
+        struct addrinfo *ai = NULL;
         _cleanup_free_ char *host = NULL;
         const char *a = address, *colon, *port;
         _cleanup_close_ int fd = -EBADF;
@@ -1072,18 +1073,27 @@ static int listen_socket(const char *address, int *ret_fd) {
                         return -ENOMEM;
                 if (safe_atou32(p, &pn) < 0 || pn > 65535)
                         return -EINVAL;
-                r = getaddrinfo(isempty(host) ? NULL : host, p, &hints, &ai);
+                r = net_resolve(isempty(host) ? NULL : host, p, AI_PASSIVE, &ai);
         }
-        if (r != 0)
-                return r == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
-        if (fd < 0) {
-                r = -errno;
-                freeaddrinfo(ai);
+        if (r < 0)
                 return r;
+        /* A name such as "localhost" may give ::1 first where only 127.0.0.1 exists (IPv6 off in
+         * a namespace): take the first address that binds. */
+        r = -EADDRNOTAVAIL;
+        for (struct addrinfo *x = ai; x; x = x->ai_next) {
+                fd = socket(x->ai_family, x->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, x->ai_protocol);
+                if (fd < 0) {
+                        r = -errno;
+                        continue;
+                }
+                (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+                if (bind(fd, x->ai_addr, x->ai_addrlen) == 0 && listen(fd, 1024) == 0) {
+                        r = 0;
+                        break;
+                }
+                r = -errno;
+                fd = safe_close(fd);
         }
-        (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        r = bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 1024) < 0 ? -errno : 0;
         freeaddrinfo(ai);
         if (r < 0)
                 return r;

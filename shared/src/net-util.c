@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/* Address resolution with RFC 6761's rule for localhost. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+#include "shared/macro.h"
+#include "shared/net-util.h"
+
+static bool is_localhost(const char *host) {
+        size_t l = strlen(host);
+        return strcasecmp(host, "localhost") == 0 || (l > 10 && strcasecmp(host + l - 10, ".localhost") == 0);
+}
+
+static bool port_valid(const char *port) {
+        size_t l = strspn(port, "0123456789");
+        return l > 0 && l <= 5 && port[l] == '\0' && atoi(port) <= 65535;
+}
+
+int net_resolve(const char *host, const char *port, int flags, struct addrinfo **ret) {
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = flags | AI_NUMERICSERV };
+        int r;
+
+        /* glibc reports a service name under AI_NUMERICSERV as an unknown host: check first. */
+        if (!port || !port_valid(port))
+                return -EINVAL;
+
+        if (host && is_localhost(host)) {
+                /* 127.0.0.1 first: ::1 may be missing where IPv6 is off. */
+                struct addrinfo *v4 = NULL, *v6 = NULL;
+                hints.ai_flags |= AI_NUMERICHOST;
+                r = getaddrinfo("127.0.0.1", port, &hints, &v4);
+                if (r != 0)
+                        return r == EAI_SYSTEM ? -errno : -EINVAL;
+                /* glibc's freeaddrinfo() frees node by node, so the lists can be joined. */
+                if (getaddrinfo("::1", port, &hints, &v6) == 0) {
+                        struct addrinfo *last = v4;
+                        while (last->ai_next)
+                                last = last->ai_next;
+                        last->ai_next = v6;
+                }
+                *ret = v4;
+                return 0;
+        }
+        r = getaddrinfo(host, port, &hints, ret);
+        if (r == 0)
+                return 0;
+        if (r == EAI_SYSTEM)
+                return -errno;
+        if (r == EAI_SERVICE || r == EAI_BADFLAGS)
+                return -EINVAL;
+        return -EHOSTUNREACH;
+}

@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+
+#include "shared/net-util.h"
+#include "test-util.h"
+
+static const char *addr_of(const struct addrinfo *a, char *buf, size_t size) {
+        const void *p = a->ai_family == AF_INET ? (const void *) &((const struct sockaddr_in *) a->ai_addr)->sin_addr
+                                                 : (const void *) &((const struct sockaddr_in6 *) a->ai_addr)->sin6_addr;
+        return inet_ntop(a->ai_family, p, buf, size);
+}
+
+static uint16_t port_of(const struct addrinfo *a) {
+        return ntohs(a->ai_family == AF_INET ? ((const struct sockaddr_in *) a->ai_addr)->sin_port
+                                             : ((const struct sockaddr_in6 *) a->ai_addr)->sin6_port);
+}
+
+/* localhost and *.localhost are loopback without asking /etc/hosts or DNS, IPv4 first. */
+static void localhost_is_loopback(void **state) {
+        const char *names[] = { "localhost", "LocalHost", "member1.localhost" };
+        char b[INET6_ADDRSTRLEN];
+
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                struct addrinfo *ai = NULL;
+                assert_int_equal(net_resolve(names[i], "2379", 0, &ai), 0);
+                assert_string_equal(addr_of(ai, b, sizeof(b)), "127.0.0.1");
+                assert_int_equal(port_of(ai), 2379);
+                for (struct addrinfo *a = ai->ai_next; a; a = a->ai_next) {
+                        assert_int_equal(a->ai_family, AF_INET6);
+                        assert_string_equal(addr_of(a, b, sizeof(b)), "::1");
+                }
+                freeaddrinfo(ai);
+        }
+}
+
+static void numeric_addresses(void **state) {
+        struct addrinfo *ai = NULL;
+        char b[INET6_ADDRSTRLEN];
+
+        assert_int_equal(net_resolve("10.1.2.3", "80", 0, &ai), 0);
+        assert_string_equal(addr_of(ai, b, sizeof(b)), "10.1.2.3");
+        assert_int_equal(port_of(ai), 80);
+        freeaddrinfo(ai);
+        assert_int_equal(net_resolve("::1", "2380", 0, &ai), 0);
+        assert_string_equal(addr_of(ai, b, sizeof(b)), "::1");
+        freeaddrinfo(ai);
+        /* Passive with no host: the wildcard address. */
+        assert_int_equal(net_resolve(NULL, "2379", AI_PASSIVE, &ai), 0);
+        assert_int_equal(port_of(ai), 2379);
+        freeaddrinfo(ai);
+}
+
+/* Ports are numbers: a service name is refused, not looked up. */
+static void bad_ports(void **state) {
+        struct addrinfo *ai = NULL;
+
+        assert_int_equal(net_resolve("127.0.0.1", "http", 0, &ai), -EINVAL);
+        assert_int_equal(net_resolve("localhost", "http", 0, &ai), -EINVAL);
+        assert_int_equal(net_resolve("127.0.0.1", "65536", 0, &ai), -EINVAL);
+        assert_int_equal(net_resolve("127.0.0.1", "", 0, &ai), -EINVAL);
+        assert_null(ai);
+}
+
+TEST_MAIN(cmocka_unit_test(localhost_is_loopback), cmocka_unit_test(numeric_addresses), cmocka_unit_test(bad_ports))
