@@ -17,6 +17,14 @@ static void on_fatal(int error, void *userdata) {
 }
 
 static KvNode *the_node;
+static const char *the_name;
+
+/* READY=1 once a leader is known: "started" means serving, as with etcd. */
+static void on_serving(void *userdata) {
+        Daemon *d = userdata;
+        daemon_ready(d);
+        daemon_status(d, "Serving the v2 API as member %s", the_name);
+}
 
 static void on_handed_over(void *userdata) {
         (void) daemon_exit(userdata, 0);
@@ -63,8 +71,9 @@ static int run(int argc, char **argv) {
         if (r < 0)
                 goto out;
 
-        daemon_ready(d);
-        daemon_status(d, "Serving the v2 API as member %s", cfg.name);
+        the_name = cfg.name;
+        kv_node_on_serving(node, on_serving, d);
+        daemon_status(d, "Waiting for a leader");
         log_info("flotilla-kv %s: member %s serving clients on %s.", FLOTILLA_VERSION, cfg.name, cfg.listen_client_urls[0]);
         r = daemon_run(d);
 out:

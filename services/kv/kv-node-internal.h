@@ -81,6 +81,9 @@ struct KvNode {
         void *stop_userdata;
         usec_t stop_deadline_usec;
 
+        void (*on_serving)(void *userdata);  /* once, when a leader is first known */
+        void *serving_userdata;
+
         void (*on_fatal)(int error, void *userdata);
         void *fatal_userdata;
         bool failed;

@@ -353,6 +353,11 @@ static int persist(KvNode *n, const RaftReady *rd) {
 }
 
 static void on_soft_state(KvNode *n, const RaftSoftState *ss) {
+        if (ss->lead != RAFT_NONE && n->on_serving) {
+                void (*cb)(void *) = n->on_serving;
+                n->on_serving = NULL;
+                cb(n->serving_userdata);
+        }
         if (ss->lead != n->soft.lead) {
                 if (ss->lead == RAFT_NONE)
                         log_info("Lost the leader (term %" PRIu64 ").", raft_get_hard_state(n->raft).term);
@@ -360,6 +365,8 @@ static void on_soft_state(KvNode *n, const RaftSoftState *ss) {
                         log_info("Leader is %" PRIx64 "%s.", ss->lead, ss->lead == n->id ? " (this member)" : "");
                 n->leader_since_ns = ss->lead != RAFT_NONE ? kv_node_now_ns() : 0;
         }
+        if (ss->lead != RAFT_NONE)
+                n->leader_heard_usec = now_usec(CLOCK_MONOTONIC);
         n->soft = *ss;
 }
 
@@ -474,9 +481,8 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         if (n->failed)
                 return 0;
         (void) raft_tick(n->raft);
-        n->soft = raft_soft_state(n->raft);
-        if (n->soft.lead != RAFT_NONE)
-                n->leader_heard_usec = now;
+        RaftSoftState ss = raft_soft_state(n->raft);
+        on_soft_state(n, &ss);
         if (n->soft.role == RAFT_LEADER)
                 leader_duties(n, now);
         if (!n->published && n->soft.lead != RAFT_NONE && now >= n->next_publish_usec) {
@@ -703,6 +709,11 @@ KvStore *kv_node_store(KvNode *n) {
 
 const KvMembers *kv_node_members(KvNode *n) {
         return &n->members;
+}
+
+void kv_node_on_serving(KvNode *n, void (*cb)(void *userdata), void *userdata) {
+        n->on_serving = cb;
+        n->serving_userdata = userdata;
 }
 
 void kv_node_on_fatal(KvNode *n, void (*cb)(int error, void *userdata), void *userdata) {

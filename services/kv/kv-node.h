@@ -77,5 +77,8 @@ int kv_node_stop(KvNode *n, void (*done)(void *userdata), void *userdata);
 
 /* The wall clock in Unix nanoseconds: what TTLs are measured against. */
 int64_t kv_node_now_ns(void);
+/* Called once, the first time this member knows a leader: it can serve the API from then on
+ * (flotilla-kv tells systemd READY=1 at that point, as etcd does after joining). */
+void kv_node_on_serving(KvNode *n, void (*cb)(void *userdata), void *userdata);
 /* Sets a callback for fatal storage errors (the member must stop). */
 void kv_node_on_fatal(KvNode *n, void (*cb)(int error, void *userdata), void *userdata);
