@@ -356,7 +356,7 @@ int raft_conf_change_decode(const uint8_t *buf, size_t size, RaftConfChange *ret
         cc.node_id = get_u64(&rd);
         cc.context_len = get_u32(&rd);
         if (rd.bad || version != RAFT_CODEC_VERSION || type >= _RAFT_CONF_CHANGE_TYPE_MAX ||
-            cc.context_len > RAFT_CODEC_MAX_CONTEXT)
+            cc.node_id == RAFT_NONE || cc.context_len > RAFT_CODEC_MAX_CONTEXT)
                 return -EBADMSG;
         cc.type = (RaftConfChangeType) type;
         cc.context = cc.context_len > 0 ? get_bytes(&rd, cc.context_len) : NULL;

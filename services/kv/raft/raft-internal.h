@@ -154,7 +154,6 @@ VoteResult raft_tracker_vote_result(Tracker *t);
 /* Builds a tracker for conf, reusing progress of old members. Allocates (never on hot paths). */
 int raft_tracker_set_conf(Tracker *t, const RaftAllocator *a, const RaftConfState *conf, uint64_t next);
 void raft_tracker_done(Tracker *t, const RaftAllocator *a);
-int raft_conf_state_validate(const RaftConfState *cs);
 
 /* ---- readindex.c ---- */
 typedef struct ReadIndexStatus {

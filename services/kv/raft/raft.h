@@ -62,6 +62,8 @@ const char *raft_role_to_string(RaftRole role);
 const char *raft_message_type_to_string(RaftMessageType t);
 const char *raft_conf_change_type_to_string(RaftConfChangeType t);
 bool raft_conf_state_has(const RaftConfState *cs, uint64_t id, bool *ret_is_learner);
+/* 0 when ids are non-zero, strictly ascending within each set, and no learner is a voter; else -EINVAL. */
+int raft_conf_state_validate(const RaftConfState *cs);
 /* The size an entry counts for in limits: len + RAFT_ENTRY_OVERHEAD. */
 static inline uint64_t raft_entry_size(const RaftEntry *e) {
         return (uint64_t) e->len + RAFT_ENTRY_OVERHEAD;
