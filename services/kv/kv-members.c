@@ -236,7 +236,7 @@ int kv_members_decode(const void *data, size_t len, KvMembers *ret) {
         if (get_u32(&rd, &n) < 0 || n > KV_MEMBERS_MAX)
                 return -EBADMSG;
         for (uint32_t i = 0; i < n; i++) {
-                KvMember m;
+                KvMember m = {}; /* read_member() leaves it untouched on failure */
                 r = read_member(&rd, &m);
                 if (r >= 0 && kv_members_find(&ms, m.id))
                         r = -EBADMSG; /* duplicate */

@@ -96,6 +96,10 @@ int kv_node_restore_snapshot(KvNode *n, const RaftSnapshot *snap);
 int kv_node_maybe_snapshot(KvNode *n);
 int kv_conf_state_encode(const RaftConfState *cs, Buf *out);
 int kv_conf_state_decode(const void *data, size_t len, RaftConfState *ret);
+/* Splits snapshot data (magic, version, members, store) and decodes the members; the store's
+ * bytes are returned in place for kv_store_load(). */
+int kv_snapshot_data_parse(const void *data, size_t len, KvMembers *ret_members, const void **ret_store,
+                           size_t *ret_store_len);
 
 /* kv-node.c */
 void kv_node_fail(KvNode *n, int error, const char *what);

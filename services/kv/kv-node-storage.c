@@ -73,6 +73,8 @@ int kv_conf_state_decode(const void *data, size_t len, RaftConfState *ret) {
                 return -EBADMSG;
         for (uint32_t i = 0; i < cs.n_learners; i++, off += 8)
                 cs.learners[i] = get_le64(p + off);
+        if (raft_conf_state_validate(&cs) < 0)
+                return -EBADMSG;
         *ret = cs;
         return 0;
 }
@@ -96,8 +98,8 @@ static int snapshot_data_build(const KvMembers *members, KvStore *store, Buf *ou
         return r;
 }
 
-static int snapshot_data_parse(const void *data, size_t len, KvMembers *ret_members, const void **ret_store,
-                               size_t *ret_store_len) {
+int kv_snapshot_data_parse(const void *data, size_t len, KvMembers *ret_members, const void **ret_store,
+                           size_t *ret_store_len) {
         const uint8_t *p = data;
         uint32_t mlen;
 
@@ -235,7 +237,7 @@ static int restore_state(KvNode *n, const void *data, size_t len) {
         size_t store_len;
         int r;
 
-        r = snapshot_data_parse(data, len, &members, &store, &store_len);
+        r = kv_snapshot_data_parse(data, len, &members, &store, &store_len);
         if (r < 0)
                 return r;
         r = kv_store_load(n->store, store, store_len);
