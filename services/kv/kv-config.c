@@ -66,7 +66,9 @@ static const ConfOption options[] = {
         IGNORED("grpc-keepalive-interval"), IGNORED("grpc-keepalive-timeout"), IGNORED("listen-metrics-urls"),
         IGNORED("metrics"), IGNORED_BOOL("debug"), IGNORED("cors"), IGNORED("host-whitelist"),
         IGNORED_BOOL("experimental-initial-corrupt-check"), IGNORED("experimental-corrupt-check-time"),
-        IGNORED_BOOL("force-new-cluster"),
+        /* Not ignored: an operator recovering a cluster must not think it happened. */
+        OPT("force-new-cluster", CONF_BOOL, force_new_cluster, "false", NULL,
+            "not supported: refused (restore a backup into a new cluster instead)"),
 };
 
 const ConfSpec kv_conf_spec = {
@@ -128,6 +130,10 @@ int kv_config_validate(const KvConfig *c) {
                                        "--election-timeout[%llums] should be at least as 5 times as --heartbeat-interval[%llums]",
                                        (unsigned long long) (c->election_timeout_usec / USEC_PER_MSEC),
                                        (unsigned long long) (c->heartbeat_interval_usec / USEC_PER_MSEC));
+        if (c->force_new_cluster)
+                return log_error_errno(SYNTHETIC_ERRNO(EOPNOTSUPP),
+                                       "--force-new-cluster is not supported by flotilla-kv: bootstrap a new cluster "
+                                       "from a backup instead (see docs/kv.md).");
         if (!c->enable_v2)
                 log_warning("--enable-v2=false has no effect: flotilla-kv serves only the v2 API.");
 

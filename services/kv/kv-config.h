@@ -35,6 +35,7 @@ typedef struct KvConfig {
         uint64_t max_connections;
         bool enable_v2;                  /* accepted; flotilla-kv always serves v2 */
         bool strict_reconfig_check;
+        bool force_new_cluster;          /* refused by kv_config_validate() */
 } KvConfig;
 
 typedef struct KvMember {

@@ -96,6 +96,11 @@ static void startup_checks_name_the_flag(void **state) {
         assert_int_equal(kv_config_validate(&c), -EINVAL);
         assert_non_null(strstr(last_error, "have the same peer URLs"));
 
+        /* Disaster recovery that does not happen must not look as if it did. */
+        assert_int_equal(LOAD(&c, "--force-new-cluster"), 1);
+        assert_int_equal(kv_config_validate(&c), -EOPNOTSUPP);
+        assert_non_null(strstr(last_error, "--force-new-cluster is not supported"));
+
         assert_int_equal(LOAD(&c, "--snapshot-count", "0"), -EINVAL);
         assert_int_equal(LOAD(&c, "--initial-cluster-state", "maybe"), -EINVAL);
         kv_config_free(&c);
