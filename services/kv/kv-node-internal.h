@@ -94,6 +94,7 @@ int kv_node_storage_open(KvNode *n);      /* bootstrap or recover; fills raft in
 int kv_node_persist_snapshot(KvNode *n, const RaftSnapshot *snap);
 int kv_node_restore_snapshot(KvNode *n, const RaftSnapshot *snap);
 int kv_node_maybe_snapshot(KvNode *n);
+int kv_node_load_snapshot(void *userdata, const RaftSnapshotMeta *meta, void **ret_data, size_t *ret_len);
 int kv_conf_state_encode(const RaftConfState *cs, Buf *out);
 int kv_conf_state_decode(const void *data, size_t len, RaftConfState *ret);
 /* Splits snapshot data (magic, version, members, store) and decodes the members; the store's

@@ -336,6 +336,21 @@ int kv_node_storage_open(KvNode *n) {
         return 0;
 }
 
+/* Raft's storage keeps only snapshot metadata; the data is read back from the snapshot file when
+ * a follower needs it. Keeping it in memory would double the memory of a large store. */
+int kv_node_load_snapshot(void *userdata, const RaftSnapshotMeta *meta, void **ret_data, size_t *ret_len) {
+        KvNode *n = userdata;
+        KvWalSnapshotMeta m;
+        KvWalError werr = {};
+        int r;
+
+        r = kv_snap_load(n->snap_dir, (KvSnapId) { meta->term, meta->index }, &m, ret_data, ret_len, &werr);
+        if (r < 0)
+                return log_error_errno(r, "Cannot send snapshot %016" PRIx64 "-%016" PRIx64 ".snap to a follower: %s",
+                                       meta->term, meta->index, werr.message[0] ? werr.message : strerror(-r));
+        return 0;
+}
+
 /* A snapshot from the leader: make it durable before anything that follows it. */
 int kv_node_persist_snapshot(KvNode *n, const RaftSnapshot *snap) {
         int r = save_snapshot_file(n, snap->metadata.index, snap->metadata.term, &snap->metadata.conf_state, snap->data,

@@ -386,6 +386,8 @@ static int process_ready(KvNode *n) {
                         return r;
                 }
                 send_messages(n, &rd);
+                /* A snapshot sent above was copied into the peer queue. */
+                raft_memory_storage_release_snapshot_data(n->ms);
                 if (rd.snapshot && kv_node_restore_snapshot(n, rd.snapshot) < 0) {
                         kv_node_fail(n, -EBADMSG, "restoring a snapshot");
                         return -EBADMSG;
@@ -613,6 +615,7 @@ int kv_node_new(KvNode **ret, sd_event *e, const KvConfig *cfg) {
                 r = raft_memory_storage_new(&n->ms, NULL);
         if (r < 0)
                 return log_oom();
+        raft_memory_storage_set_snapshot_loader(n->ms, kv_node_load_snapshot, n);
         r = kv_node_storage_open(n);
         if (r < 0)
                 return r;

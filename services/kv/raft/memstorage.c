@@ -10,7 +10,9 @@
 struct RaftMemoryStorage {
         RaftAllocator alloc;
         RaftHardState hs;
-        RaftSnapshot snapshot;          /* data owned */
+        RaftSnapshot snapshot;          /* data owned; with a loader, only while loaded */
+        RaftSnapshotLoadFn load;
+        void *load_userdata;
         RaftEntry *ents;                /* ents[0] is the dummy entry; data owned */
         size_t n, cap;
 };
@@ -118,8 +120,31 @@ static int ms_last_index(void *userdata, uint64_t *ret) {
 static int ms_snapshot(void *userdata, const RaftSnapshot **ret) {
         RaftMemoryStorage *ms = userdata;
 
+        if (ms->load && ms->snapshot.metadata.index > 0 && !ms->snapshot.data) {
+                void *data = NULL;
+                size_t len = 0;
+                int r = ms->load(ms->load_userdata, &ms->snapshot.metadata, &data, &len);
+                if (r < 0)
+                        return r == -ENOMEM ? r : -EAGAIN; /* Raft asks again later */
+                ms->snapshot.data = data;
+                ms->snapshot.len = len;
+        }
         *ret = &ms->snapshot;
         return 0;
+}
+
+void raft_memory_storage_set_snapshot_loader(RaftMemoryStorage *ms, RaftSnapshotLoadFn fn, void *userdata) {
+        raft_memory_storage_release_snapshot_data(ms);
+        ms->load = fn;
+        ms->load_userdata = userdata;
+}
+
+void raft_memory_storage_release_snapshot_data(RaftMemoryStorage *ms) {
+        if (!ms->load)
+                return;
+        raft_mfree(&ms->alloc, ms->snapshot.data);
+        ms->snapshot.data = NULL;
+        ms->snapshot.len = 0;
 }
 
 void raft_memory_storage_get(RaftMemoryStorage *ms, RaftStorage *ret) {
@@ -204,6 +229,8 @@ int raft_memory_storage_append(RaftMemoryStorage *ms, const RaftEntry *entries, 
 static int set_snapshot(RaftMemoryStorage *ms, const RaftSnapshotMeta *meta, const void *data, size_t len) {
         void *c = NULL;
 
+        if (ms->load)
+                len = 0; /* the loader reads it back when it is needed */
         if (len > 0) {
                 c = raft_memdup(&ms->alloc, data, len);
                 if (!c)

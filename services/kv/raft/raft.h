@@ -89,7 +89,8 @@ int raft_entry_encode(const RaftEntry *e, uint8_t *buf, size_t size);
 int raft_entry_decode(const uint8_t *buf, size_t size, RaftEntry *ret);
 
 /* RaftMemoryStorage (memstorage.c): the log kept in memory, with a dummy entry at the snapshot
- * index like etcd's MemoryStorage. Everything given to it is copied. */
+ * index like etcd's MemoryStorage. Everything given to it is copied (snapshot data: unless a
+ * loader is set, below). */
 int raft_memory_storage_new(RaftMemoryStorage **ret, const RaftAllocator *a);
 RaftMemoryStorage *raft_memory_storage_free(RaftMemoryStorage *ms);
 /* The RaftStorage callbacks reading from ms. */
@@ -103,6 +104,14 @@ int raft_memory_storage_apply_snapshot(RaftMemoryStorage *ms, const RaftSnapshot
 /* Makes a snapshot at 'index' (<= last index) with conf state and data. -ESTALE if older. */
 int raft_memory_storage_create_snapshot(RaftMemoryStorage *ms, uint64_t index,
                                         const RaftConfState *cs, const void *data, size_t len);
+/* Snapshot data kept outside the storage (on disk): with a loader set, create and apply keep only
+ * the metadata, and the storage's snapshot callback loads the data through fn when Raft needs it
+ * (to send a snapshot to a follower). fn returns the data allocated with the storage's allocator
+ * (libc when none was given), or a negative errno, which Raft sees as -EAGAIN (try later). Loaded
+ * data stays, and the snapshot Raft borrowed stays valid, until release_snapshot_data(). */
+typedef int (*RaftSnapshotLoadFn)(void *userdata, const RaftSnapshotMeta *meta, void **ret_data, size_t *ret_len);
+void raft_memory_storage_set_snapshot_loader(RaftMemoryStorage *ms, RaftSnapshotLoadFn fn, void *userdata);
+void raft_memory_storage_release_snapshot_data(RaftMemoryStorage *ms);
 /* Discards entries before 'index' (which becomes the dummy entry). -ESTALE if already compacted. */
 int raft_memory_storage_compact(RaftMemoryStorage *ms, uint64_t index);
 uint64_t raft_memory_storage_first_index(RaftMemoryStorage *ms);

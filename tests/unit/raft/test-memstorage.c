@@ -89,6 +89,64 @@ static void create_snapshot_and_apply_snapshot(void **state) {
         raft_memory_storage_free(ms);
 }
 
+typedef struct Loader {
+        unsigned calls;
+        uint64_t index, term;
+        int fail;
+} Loader;
+
+static int load(void *userdata, const RaftSnapshotMeta *meta, void **ret_data, size_t *ret_len) {
+        Loader *l = userdata;
+
+        l->calls++;
+        l->index = meta->index;
+        l->term = meta->term;
+        if (l->fail)
+                return l->fail;
+        *ret_data = strdup("from disk");
+        *ret_len = 9;
+        return *ret_data ? 0 : -ENOMEM;
+}
+
+/* With a loader the data is not kept: it is read back when Raft asks for the snapshot, stays
+ * until released, and a failing loader means "not now" to Raft. */
+static void snapshot_data_through_a_loader(void **state) {
+        RaftMemoryStorage *ms = make();
+        RaftConfState cs = conf_of(3);
+        const RaftSnapshot *snap;
+        Loader l = {};
+        RaftStorage st;
+
+        raft_memory_storage_set_snapshot_loader(ms, load, &l);
+        raft_memory_storage_get(ms, &st);
+        assert_int_equal(raft_memory_storage_create_snapshot(ms, 5, &cs, "in memory", 9), 0);
+        assert_int_equal(l.calls, 0);
+        assert_int_equal(st.snapshot(st.userdata, &snap), 0);
+        assert_int_equal(l.calls, 1);
+        assert_int_equal(l.index, 5);
+        assert_int_equal(l.term, 5);
+        assert_int_equal(snap->len, 9);
+        assert_memory_equal(snap->data, "from disk", 9);
+        /* Loaded once, until released. */
+        assert_int_equal(st.snapshot(st.userdata, &snap), 0);
+        assert_int_equal(l.calls, 1);
+        raft_memory_storage_release_snapshot_data(ms);
+        l.fail = -ENOENT;
+        assert_int_equal(st.snapshot(st.userdata, &snap), -EAGAIN);
+        l.fail = -ENOMEM;
+        assert_int_equal(st.snapshot(st.userdata, &snap), -ENOMEM);
+        l.fail = 0;
+        assert_int_equal(st.snapshot(st.userdata, &snap), 0);
+        assert_int_equal(l.calls, 4);
+        /* A new snapshot drops what was loaded for the old one. */
+        raft_memory_storage_release_snapshot_data(ms);
+        assert_int_equal(raft_memory_storage_append(ms, (RaftEntry[]) { { .term = 6, .index = 6 } }, 1), 0);
+        assert_int_equal(raft_memory_storage_create_snapshot(ms, 6, &cs, "x", 1), 0);
+        assert_int_equal(st.snapshot(st.userdata, &snap), 0);
+        assert_int_equal(l.index, 6);
+        raft_memory_storage_free(ms);
+}
+
 static void append_truncates_conflicts_and_skips_compacted(void **state) {
         RaftMemoryStorage *ms = make();
         RaftEntry conflict[] = { { .term = 6, .index = 5, .data = "x", .len = 1 },
@@ -155,6 +213,7 @@ TEST_MAIN(
         cmocka_unit_test(entries_honor_bounds_and_size_limit),
         cmocka_unit_test(first_and_last_index_follow_compaction),
         cmocka_unit_test(create_snapshot_and_apply_snapshot),
+        cmocka_unit_test(snapshot_data_through_a_loader),
         cmocka_unit_test(append_truncates_conflicts_and_skips_compacted),
         cmocka_unit_test(hard_state_round_trip),
         cmocka_unit_test(out_of_memory_leaves_storage_intact),
