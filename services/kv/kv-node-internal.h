@@ -80,6 +80,8 @@ struct KvNode {
         void (*stop_cb)(void *userdata);  /* graceful stop: leadership handed over (or gave up) */
         void *stop_userdata;
         usec_t stop_deadline_usec;
+        uint64_t stop_transferee;         /* who is to take over, while handing over */
+        bool stopping;                    /* never take leadership once stopping */
 
         void (*on_serving)(void *userdata);  /* once, when a leader is first known */
         void *serving_userdata;

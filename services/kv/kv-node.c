@@ -352,6 +352,8 @@ static int persist(KvNode *n, const RaftReady *rd) {
         return r;
 }
 
+static void stop_check(KvNode *n);
+
 static void on_soft_state(KvNode *n, const RaftSoftState *ss) {
         if (ss->lead != RAFT_NONE && n->on_serving) {
                 void (*cb)(void *) = n->on_serving;
@@ -368,6 +370,7 @@ static void on_soft_state(KvNode *n, const RaftSoftState *ss) {
         if (ss->lead != RAFT_NONE)
                 n->leader_heard_usec = now_usec(CLOCK_MONOTONIC);
         n->soft = *ss;
+        stop_check(n);
 }
 
 static int process_ready(KvNode *n) {
@@ -431,7 +434,6 @@ static void kick(KvNode *n) {
         (void) sd_event_source_set_enabled(n->ready, SD_EVENT_ON);
 }
 
-static void stop_check(KvNode *n);
 
 /* ---------------------------------------------------------------- periodic duties */
 
@@ -512,6 +514,10 @@ static void on_peer_message(uint64_t from, const void *data, size_t len, void *u
         }
         if (m.from != from)
                 log_debug("Dropping a message claiming to be from %" PRIx64 " on %" PRIx64 "'s connection.", m.from, from);
+        else if (n->stopping && m.type == RAFT_MSG_TIMEOUT_NOW)
+                /* A leader handing over to a member that is itself stopping (the whole cluster
+                 * stops at once): refuse, so the leadership does not bounce back and forth. */
+                log_debug("Stopping: not taking leadership from %" PRIx64 ".", from);
         else {
                 if (m.type == RAFT_MSG_APP)
                         n->recv_append++;
@@ -528,6 +534,9 @@ static void on_peer_status(uint64_t peer, bool reachable, void *userdata) {
 
         if (!reachable && !n->failed) {
                 (void) raft_report_unreachable(n->raft, peer);
+                /* The member taking over went away: stop without waiting for the deadline. */
+                if (n->stop_cb && peer == n->stop_transferee)
+                        n->stop_deadline_usec = 0;
                 kick(n);
         }
 }
@@ -544,7 +553,8 @@ static void stop_done(KvNode *n) {
                 cb(u);
 }
 
-/* Called on every tick while stopping: done once another member leads (or time is up). */
+/* Called on every tick and leader change while stopping: done once another member leads, or the
+ * one taking over went away, or time is up. */
 static void stop_check(KvNode *n) {
         if (!n->stop_cb)
                 return;
@@ -556,6 +566,7 @@ int kv_node_stop(KvNode *n, void (*done)(void *userdata), void *userdata) {
         RaftStatus *st;
         uint64_t best = RAFT_NONE, best_match = 0;
 
+        n->stopping = true;
         n->stop_cb = done;
         n->stop_userdata = userdata;
         n->stop_deadline_usec = now_usec(CLOCK_MONOTONIC) + 2 * n->cfg->election_timeout_usec;
@@ -569,16 +580,23 @@ int kv_node_stop(KvNode *n, void (*done)(void *userdata), void *userdata) {
                 return -ENOMEM;
         }
         raft_status(n->raft, st);
-        for (size_t i = 0; i < st->n_peers; i++)
-                if (st->peers[i].id != n->id && !st->peers[i].is_learner && st->peers[i].match >= best_match) {
+        for (size_t i = 0; i < st->n_peers; i++) {
+                KvPeerStats ps;
+                /* Only a member we are connected to can take over now. */
+                if (st->peers[i].id == n->id || st->peers[i].is_learner ||
+                    kv_peer_stats(n->peers, st->peers[i].id, &ps) < 0 || !ps.reachable)
+                        continue;
+                if (st->peers[i].match >= best_match) {
                         best = st->peers[i].id;
                         best_match = st->peers[i].match;
                 }
+        }
         free(st);
         if (best == RAFT_NONE) {
                 stop_done(n);
                 return 0;
         }
+        n->stop_transferee = best;
         log_info("Handing leadership to %" PRIx64 " before stopping.", best);
         (void) raft_transfer_leader(n->raft, best);
         kick(n);
