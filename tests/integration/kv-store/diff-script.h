@@ -37,7 +37,7 @@ static unsigned diff_seed = 1;
 static char *diff_expand(const char *s) {
         Buf b = BUF_INIT(0);
 
-        buf_reserve(&b, 0);
+        buf_append(&b, "", 0); /* terminated even when s is empty */
         while (*s) {
                 if (s[0] == '$' && s[1] == 'I') {
                         uint64_t v = diff_driver->index();
