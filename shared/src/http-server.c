@@ -442,6 +442,52 @@ int http_reply_take(HttpRequest *req, unsigned status, const char *content_type,
         return respond(req, status, resp);
 }
 
+typedef struct ChunkedBody {
+        char *data;
+        size_t len;
+} ChunkedBody;
+
+static ssize_t chunked_body_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+        ChunkedBody *c = cls;
+        size_t n;
+
+        if (pos >= c->len)
+                return MHD_CONTENT_READER_END_OF_STREAM;
+        n = MIN(max, c->len - (size_t) pos);
+        memcpy(buf, c->data + pos, n);
+        return (ssize_t) n;
+}
+
+static void chunked_body_free(void *cls) {
+        ChunkedBody *c = cls;
+        free(c->data);
+        free(c);
+}
+
+int http_reply_take_chunked(HttpRequest *req, unsigned status, const char *content_type, void *body, size_t len) {
+        struct MHD_Response *resp;
+        ChunkedBody *c = new0(ChunkedBody, 1);
+        int r;
+
+        if (!c) {
+                free(body);
+                return -ENOMEM;
+        }
+        *c = (ChunkedBody) { .data = body, .len = len };
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, HTTP_STREAM_BLOCK, chunked_body_reader, c,
+                                                 chunked_body_free);
+        if (!resp) {
+                chunked_body_free(c);
+                return -ENOMEM;
+        }
+        r = add_headers(req, resp, content_type);
+        if (r < 0) {
+                MHD_destroy_response(resp);
+                return r;
+        }
+        return respond(req, status, resp);
+}
+
 int http_reply(HttpRequest *req, unsigned status, const char *content_type, const void *body, size_t len) {
         void *copy = malloc(len + 1);
 

@@ -119,6 +119,9 @@ int http_reply_header(HttpRequest *req, const char *name, const char *value);
 int http_reply(HttpRequest *req, unsigned status, const char *content_type, const void *body, size_t len);
 /* Takes ownership of body (malloc'ed) instead of copying it. */
 int http_reply_take(HttpRequest *req, unsigned status, const char *content_type, void *body, size_t len);
+/* The same, sent with chunked transfer encoding instead of a Content-Length (for servers that
+ * must frame bodies as another implementation does). */
+int http_reply_take_chunked(HttpRequest *req, unsigned status, const char *content_type, void *body, size_t len);
 int http_reply_json(HttpRequest *req, unsigned status, const json_t *j);
 int http_reply_error(HttpRequest *req, unsigned status, const char *fmt, ...) _printf_(3, 4);
 /* Maps a negative errno to a status (table in http-server.c) and replies with message. */
