@@ -345,8 +345,38 @@ static void request_ex(const char *method, const char *pq, const char *body, siz
         report(what, &etcd.x.resp, &ours.x.resp, flags);
 }
 
+static uint64_t expire_count(Side *s);
+static uint64_t expired_base_etcd, expired_base_ours;
+
+static bool sets_ttl_zero(const char *s) {
+        for (const char *p = s ? strstr(s, "ttl=0") : NULL; p; p = strstr(p + 1, "ttl=0"))
+                if ((p == s || p[-1] == '&' || p[-1] == '?') && (p[5] == 0 || p[5] == '&'))
+                        return true;
+        return false;
+}
+
 static void http_request(const char *method, const char *pq, const char *form) {
+        uint64_t e0 = 0, f0 = 0;
+        bool zero = sets_ttl_zero(pq) || sets_ttl_zero(form);
+
+        if (zero) {
+                e0 = expire_count(&etcd);
+                f0 = expire_count(&ours);
+        }
         request_ex(method, pq, form, form ? strlen(form) : 0, NULL, 0);
+        if (zero) {
+                /* A key that expires at once expires at the next expiry check of each server (every
+                 * 500 ms in etcd, a SYNC within about 500 ms in flotilla-kv): wait for both, so that
+                 * the next requests do not race it. */
+                usec_t end = now_usec(CLOCK_MONOTONIC) + 3 * USEC_PER_SEC;
+                uint64_t e, f;
+                do {
+                        usleep(50 * 1000);
+                        e = expire_count(&etcd);
+                        f = expire_count(&ours);
+                } while ((e == e0 || f == f0 || e - expired_base_etcd != f - expired_base_ours) &&
+                         now_usec(CLOCK_MONOTONIC) < end);
+        }
 }
 
 static void http_quick_put(const char *pq, const char *form) {
@@ -421,8 +451,6 @@ static uint64_t expire_count(Side *s) {
         assert_non_null(p);
         return strtoull(p + strlen("\"expireCount\":"), NULL, 10);
 }
-
-static uint64_t expired_base_etcd, expired_base_ours;
 
 /* Waits, then until both have expired as many keys (etcd checks every 500 ms; flotilla-kv's
  * leader proposes a SYNC within about 500 ms of an expiration), then learns the index. */
