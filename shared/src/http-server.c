@@ -192,6 +192,10 @@ const void *http_request_body(HttpRequest *req, size_t *ret_len) {
         return req->body.data ?: "";
 }
 
+bool http_request_body_too_large(HttpRequest *req) {
+        return req->body_too_large;
+}
+
 const char *http_request_peer(HttpRequest *req) {
         return req->peer;
 }
@@ -768,7 +772,7 @@ static bool request_begin(HttpRequest *req) {
         req->route = route_find(req);
         if (!req->route)
                 return false;
-        if (cl && safe_atou64(cl, &n) == 0 && n > req->server->cfg.max_body_size) {
+        if (!req->server->cfg.deliver_oversized && cl && safe_atou64(cl, &n) == 0 && n > req->server->cfg.max_body_size) {
                 (void) http_reply_error(req, 413, "request body of %llu bytes exceeds the limit of %zu bytes",
                                         (unsigned long long) n, req->server->cfg.max_body_size);
                 return false;
@@ -780,7 +784,7 @@ static void request_dispatch(HttpRequest *req) {
         int r;
 
         conn_set_phase(req->conn, CONN_BUSY);
-        if (req->body_too_large) {
+        if (req->body_too_large && !req->server->cfg.deliver_oversized) {
                 (void) http_reply_error(req, 413, "request body exceeds the limit of %zu bytes", req->server->cfg.max_body_size);
                 return;
         }
