@@ -473,7 +473,7 @@ static int h_keys(HttpRequest *req, void *userdata) {
 
         (void) http_request_body(req, &body_len);
         /* Go's ParseForm fails on the body first, and then never looks at the query. */
-        too_large = has_form_body(req) && body_len > KV_API_MAX_FORM_SIZE;
+        too_large = has_form_body(req) && (http_request_body_too_large(req) || body_len > KV_API_MAX_FORM_SIZE);
         KvRequestInput in = {
                 .method = http_request_method(req),
                 .path = http_request_path(req),
@@ -947,6 +947,24 @@ static int h_not_found(HttpRequest *req, void *userdata) {
         return reply_not_found(req);
 }
 
+/* Go's net/http drains at most 256 KiB of a body the handler left unread; with more left it
+ * closes the connection and says so. etcd reads a form body of a key request (up to Go's form
+ * limit) and the JSON of a membership change, nothing else. */
+#define KV_API_GO_MAX_POST_HANDLER_READ (256U << 10)
+
+static void add_connection_close(HttpRequest *req, HttpHandler h) {
+        const char *cl = http_request_header(req, "Content-Length"), *m = http_request_method(req);
+        const char *ct = http_request_header(req, "Content-Type");
+        uint64_t total = cl ? strtoull(cl, NULL, 10) : 0, read = 0;
+
+        if (h == h_keys && has_form_body(req))
+                read = MIN(total, (uint64_t) KV_API_MAX_FORM_SIZE + 1);
+        else if (h == h_members && (streq(m, "POST") || streq(m, "PUT")) && ct && strncasecmp(ct, "application/json", 16) == 0)
+                read = total;
+        if (total - read >= KV_API_GO_MAX_POST_HANDLER_READ)
+                (void) http_reply_header(req, "Connection", "close");
+}
+
 /* etcd's CORS wrapper answers OPTIONS on any path with its headers alone; then Go's ServeMux
  * redirects a path that is not clean, before any handler sees it. */
 static int with_options(HttpRequest *req, void *userdata, HttpHandler h) {
@@ -954,6 +972,7 @@ static int with_options(HttpRequest *req, void *userdata, HttpHandler h) {
         KvRequest kr = {};
         int r;
 
+        add_connection_close(req, h);
         if (streq(http_request_method(req), "OPTIONS")) {
                 add_cors(req);
                 return http_reply(req, 200, NULL, "", 0);
@@ -1046,8 +1065,10 @@ static int register_metrics(KvApi *a) {
 int kv_api_new(KvApi **ret, sd_event *e, KvNode *node, const KvConfig *cfg, int *listen_fds, size_t n_listen_fds) {
         _cleanup_(kv_api_freep) KvApi *a = NULL;
         HttpServerConfig hc = {
-                /* One byte past Go's form limit, so such a body gets etcd's 210. */
+                /* Go's form limit and one byte; a longer body is dropped, and a form that long
+                 * gets etcd's 210 (any other body is ignored, as etcd ignores it). */
                 .max_body_size = MAX(cfg->max_request_bytes, (uint64_t) KV_API_MAX_FORM_SIZE + 1),
+                .deliver_oversized = true,
                 .max_connections = (unsigned) cfg->max_connections,
                 .server_header = "flotilla-kv/" FLOTILLA_VERSION,
         };
