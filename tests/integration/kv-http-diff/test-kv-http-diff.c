@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "diff-script.h"
@@ -371,26 +372,32 @@ static void request_ex(const char *method, const char *pq, const char *body, siz
 static uint64_t expire_count(Side *s);
 static uint64_t expired_base_etcd, expired_base_ours;
 
-static bool sets_ttl_zero(const char *s) {
-        for (const char *p = s ? strstr(s, "ttl=0") : NULL; p; p = strstr(p + 1, "ttl=0"))
-                if ((p == s || p[-1] == '&' || p[-1] == '?') && (p[5] == 0 || p[5] == '&'))
-                        return true;
-        return false;
+/* True if etcd's answer to a write shows a node that is already due to expire (ttl=0, or a
+ * huge ttl that wrapped into the past). */
+static bool wrote_expired_node(const HdResp *r) {
+        const char *b = r->body.data ?: "", *prev = strstr(b, "\"prevNode\":"), *e = strstr(b, "\"expiration\":\"");
+        struct tm tm = {};
+
+        if ((r->status != 200 && r->status != 201) || !e || (prev && e > prev))
+                return false;
+        if (!strptime(e + strlen("\"expiration\":\""), "%Y-%m-%dT%H:%M:%S", &tm))
+                return false;
+        return (int64_t) timegm(&tm) <= (int64_t) time(NULL);
 }
 
 static void http_request(const char *method, const char *pq, const char *form) {
+        bool write = streq(method, "PUT") || streq(method, "POST");
         uint64_t e0 = 0, f0 = 0;
-        bool zero = sets_ttl_zero(pq) || sets_ttl_zero(form);
 
-        if (zero) {
+        if (write) {
                 e0 = expire_count(&etcd);
                 f0 = expire_count(&ours);
         }
         request_ex(method, pq, form, form ? strlen(form) : 0, NULL, 0);
-        if (zero) {
-                /* A key that expires at once expires at the next expiry check of each server (every
-                 * 500 ms in etcd, a SYNC within about 500 ms in flotilla-kv): wait for both, so that
-                 * the next requests do not race it. */
+        if (write && wrote_expired_node(&etcd.x.resp)) {
+                /* Such a key expires at the next expiry check of each server (every 500 ms in
+                 * etcd, a SYNC within about 500 ms in flotilla-kv): wait for both, so that the
+                 * next requests do not race them. */
                 usec_t end = now_usec(CLOCK_MONOTONIC) + 3 * USEC_PER_SEC;
                 uint64_t e, f;
                 do {
