@@ -195,6 +195,10 @@ const void *http_request_body(HttpRequest *req, size_t *ret_len) {
         return req->body.data ?: "";
 }
 
+bool http_request_body_too_large(HttpRequest *req) {
+        return req->body_too_large;
+}
+
 const char *http_request_peer(HttpRequest *req) {
         return req->peer;
 }
@@ -439,6 +443,52 @@ int http_reply_take(HttpRequest *req, unsigned status, const char *content_type,
         resp = MHD_create_response_from_buffer(len, body ?: (void *) "", body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
         if (!resp) {
                 free(body);
+                return -ENOMEM;
+        }
+        r = add_headers(req, resp, content_type);
+        if (r < 0) {
+                MHD_destroy_response(resp);
+                return r;
+        }
+        return respond(req, status, resp);
+}
+
+typedef struct ChunkedBody {
+        char *data;
+        size_t len;
+} ChunkedBody;
+
+static ssize_t chunked_body_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+        ChunkedBody *c = cls;
+        size_t n;
+
+        if (pos >= c->len)
+                return MHD_CONTENT_READER_END_OF_STREAM;
+        n = MIN(max, c->len - (size_t) pos);
+        memcpy(buf, c->data + pos, n);
+        return (ssize_t) n;
+}
+
+static void chunked_body_free(void *cls) {
+        ChunkedBody *c = cls;
+        free(c->data);
+        free(c);
+}
+
+int http_reply_take_chunked(HttpRequest *req, unsigned status, const char *content_type, void *body, size_t len) {
+        struct MHD_Response *resp;
+        ChunkedBody *c = new0(ChunkedBody, 1);
+        int r;
+
+        if (!c) {
+                free(body);
+                return -ENOMEM;
+        }
+        *c = (ChunkedBody) { .data = body, .len = len };
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, HTTP_STREAM_BLOCK, chunked_body_reader, c,
+                                                 chunked_body_free);
+        if (!resp) {
+                chunked_body_free(c);
                 return -ENOMEM;
         }
         r = add_headers(req, resp, content_type);
@@ -729,7 +779,7 @@ static bool request_begin(HttpRequest *req) {
         req->route = route_find(req);
         if (!req->route)
                 return false;
-        if (cl && safe_atou64(cl, &n) == 0 && n > req->server->cfg.max_body_size) {
+        if (!req->server->cfg.deliver_oversized && cl && safe_atou64(cl, &n) == 0 && n > req->server->cfg.max_body_size) {
                 (void) http_reply_error(req, 413, "request body of %llu bytes exceeds the limit of %zu bytes",
                                         (unsigned long long) n, req->server->cfg.max_body_size);
                 return false;
@@ -741,7 +791,7 @@ static void request_dispatch(HttpRequest *req) {
         int r;
 
         conn_set_phase(req->conn, CONN_BUSY);
-        if (req->body_too_large) {
+        if (req->body_too_large && !req->server->cfg.deliver_oversized) {
                 (void) http_reply_error(req, 413, "request body exceeds the limit of %zu bytes", req->server->cfg.max_body_size);
                 return;
         }

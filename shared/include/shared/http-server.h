@@ -5,6 +5,8 @@
  *
  * Limits and what a client sees when it crosses them:
  *   body larger than max_body_size           -> 413, before the body is read when announced
+ *                                               (or, with deliver_oversized, the body is read
+ *                                               and dropped and the handler is told so)
  *   headers larger than connection_memory    -> 431 (from libmicrohttpd)
  *   request line + headers slower than
  *     header_timeout (slowloris)             -> 408, connection closed
@@ -63,6 +65,9 @@ typedef struct HttpServerConfig {
         usec_t idle_timeout_usec;         /* default 60 s */
         HttpErrorFormatter error_formatter; /* default: {"error":{"code":N,"message":"..."}} */
         const char *server_header;        /* value of the Server header; default none */
+        bool deliver_oversized;           /* a body over max_body_size is read and dropped, and the
+                                           * request still reaches its handler, which sees
+                                           * http_request_body_too_large(), instead of 413 */
 } HttpServerConfig;
 
 #define HTTP_MAX_BODY_DEFAULT          (1U << 20)
@@ -108,6 +113,8 @@ const char *http_request_param(HttpRequest *req, const char *name);
 /* The first invalid percent-escape in the path or query ("%zz"), or NULL. */
 const char *http_request_bad_escape(HttpRequest *req);
 const void *http_request_body(HttpRequest *req, size_t *ret_len);
+/* The body exceeded max_body_size and was dropped (only with deliver_oversized). */
+bool http_request_body_too_large(HttpRequest *req);
 /* Parses the body as JSON no deeper than max_depth. On failure it replies 400 itself (naming
  * line, column and reason) and returns -EBADMSG; the handler just returns the error. */
 int http_request_json(HttpRequest *req, unsigned max_depth, json_t **ret);
@@ -119,6 +126,9 @@ int http_reply_header(HttpRequest *req, const char *name, const char *value);
 int http_reply(HttpRequest *req, unsigned status, const char *content_type, const void *body, size_t len);
 /* Takes ownership of body (malloc'ed) instead of copying it. */
 int http_reply_take(HttpRequest *req, unsigned status, const char *content_type, void *body, size_t len);
+/* The same, sent with chunked transfer encoding instead of a Content-Length (for servers that
+ * must frame bodies as another implementation does). */
+int http_reply_take_chunked(HttpRequest *req, unsigned status, const char *content_type, void *body, size_t len);
 int http_reply_json(HttpRequest *req, unsigned status, const json_t *j);
 int http_reply_error(HttpRequest *req, unsigned status, const char *fmt, ...) _printf_(3, 4);
 /* Maps a negative errno to a status (table in http-server.c) and replies with message. */

@@ -1,8 +1,90 @@
 /* SPDX-License-Identifier: MIT */
-/* The request sequence of the differential test (included by test-kv-store-diff.c). */
+/* The request sequence of the etcd differential tests, shared by test-kv-store-diff.c (etcd vs our
+ * store in-process) and test-kv-http-diff.c (etcd vs a flotilla-kv daemon, both over HTTP). Each
+ * test supplies a DiffDriver that sends a request to both sides and compares the answers; "$I"
+ * and "$I-k" in a path or form stand for the current store index (minus k). */
 #pragma once
 
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shared/buf.h"
+#include "shared/macro.h"
+
+typedef struct DiffDriver {
+        /* One request to both sides, compared. path_query is the whole target ("/v2/keys/a?x=1"),
+         * form the x-www-form-urlencoded body or NULL; both are expanded already. */
+        void (*request)(const char *method, const char *path_query, const char *form);
+        /* A live watch (GET path_query) on both sides, left pending while the next requests
+         * run; watch_end waits for n events (lines), compares and ends it. */
+        void (*watch_begin)(const char *path_query);
+        void (*watch_end)(unsigned n);
+        /* Waits ms, then until both sides have expired what is due. */
+        void (*sleep_sync)(unsigned ms);
+        /* The current store index (the same on both sides). */
+        uint64_t (*index)(void);
+        /* A PUT whose answers need only agree on the index (rolls the history quickly). */
+        void (*quick_put)(const char *path_query, const char *form);
+} DiffDriver;
+
+static const DiffDriver *diff_driver;
 static unsigned diff_seed = 1;
+
+/* "$I" and "$I-k" in a request stand for the current index (minus k). */
+static char *diff_expand(const char *s) {
+        Buf b = BUF_INIT(0);
+
+        buf_append(&b, "", 0); /* terminated even when s is empty */
+        while (*s) {
+                if (s[0] == '$' && s[1] == 'I') {
+                        uint64_t v = diff_driver->index();
+                        s += 2;
+                        if (*s == '-') {
+                                char *e;
+                                v -= strtoull(s + 1, &e, 10);
+                                s = e;
+                        }
+                        buf_printf(&b, "%" PRIu64, v);
+                } else
+                        buf_append(&b, s++, 1);
+        }
+        return buf_steal(&b);
+}
+
+static void check(const char *method, const char *pq_raw, const char *form_raw) {
+        _cleanup_free_ char *pq = diff_expand(pq_raw), *form = form_raw ? diff_expand(form_raw) : NULL;
+        diff_driver->request(method, pq, form);
+}
+
+static void keys(const char *method, const char *p, const char *form) {
+        _cleanup_free_ char *pq = NULL;
+        if (asprintf(&pq, "/v2/keys%s", p) < 0)
+                abort();
+        check(method, pq, form);
+}
+
+#define PUT(p, f) keys("PUT", p, f)
+#define GET(p) keys("GET", p, NULL)
+#define DEL(p) keys("DELETE", p, NULL)
+#define POST(p, f) keys("POST", p, f)
+
+static void watch_begin(const char *p) {
+        _cleanup_free_ char *e = diff_expand(p), *pq = NULL;
+        if (asprintf(&pq, "/v2/keys%s", e) < 0)
+                abort();
+        diff_driver->watch_begin(pq);
+}
+
+static void watch_end(unsigned n) {
+        diff_driver->watch_end(n);
+}
+
+static void sleep_sync(unsigned ms) {
+        diff_driver->sleep_sync(ms);
+}
 
 static void script_basics(void) {
         GET("/");
@@ -241,34 +323,32 @@ static void script_ttl(void) {
 }
 
 static void script_watch(void) {
-        LiveWatch w;
-
         PUT("/w/k", "value=0");
-        watch_begin(&w, "/w/k?wait=true");
+        watch_begin("/w/k?wait=true");
         PUT("/w/other", "value=1");
         PUT("/w/k", "value=1");
-        watch_end(&w, 1);
-        watch_begin(&w, "/w?wait=true");
+        watch_end(1);
+        watch_begin("/w?wait=true");
         PUT("/w/k2", "value=1");
         PUT("/w?dir=true&prevExist=true&ttl=500", NULL);
-        watch_end(&w, 1);
-        watch_begin(&w, "/w?wait=true&recursive=true");
+        watch_end(1);
+        watch_begin("/w?wait=true&recursive=true");
         PUT("/w/_hidden", "value=1");
         PUT("/w/_hd/x", "value=1");
         PUT("/w/vis", "value=1");
-        watch_end(&w, 1);
-        watch_begin(&w, "/w/_hidden?wait=true");
+        watch_end(1);
+        watch_begin("/w/_hidden?wait=true");
         PUT("/w/_hidden", "value=2");
-        watch_end(&w, 1);
-        watch_begin(&w, "/?wait=true&recursive=true");
+        watch_end(1);
+        watch_begin("/?wait=true&recursive=true");
         PUT("/w/_x", "value=1");
         PUT("/_top", "value=1");
         PUT("/w/y", "value=1");
-        watch_end(&w, 1);
-        watch_begin(&w, "/w/k?wait=true");
+        watch_end(1);
+        watch_begin("/w/k?wait=true");
         PUT("/w/k?refresh=true&ttl=100", NULL);
         DEL("/w?recursive=true");
-        watch_end(&w, 1);
+        watch_end(1);
         GET("/w/_hidden?wait=true&waitIndex=$I-8");
         GET("/w?wait=true&recursive=true&waitIndex=$I-8");
         GET("/w?wait=true&recursive=true&waitIndex=$I-3");
@@ -277,24 +357,24 @@ static void script_watch(void) {
         GET("/w/k/deeper?wait=true&waitIndex=$I");
 
         PUT("/s/k", "value=1");
-        watch_begin(&w, "/s/k?wait=true&stream=true");
+        watch_begin("/s/k?wait=true&stream=true");
         PUT("/s/k", "value=2");
         DEL("/s/k");
         PUT("/s/k", "value=3");
         PUT("/s/k?refresh=true&ttl=100", NULL);
         DEL("/s?recursive=true");
-        watch_end(&w, 5);
+        watch_end(5);
         PUT("/s2/a/b", "value=1");
-        watch_begin(&w, "/s2?wait=true&stream=true&recursive=true");
+        watch_begin("/s2?wait=true&stream=true&recursive=true");
         PUT("/s2/a/c", "value=1");
         DEL("/s2/a/b");
         DEL("/s2?recursive=true");
-        watch_end(&w, 4);
+        watch_end(4);
         PUT("/s3/k", "value=1");
-        watch_begin(&w, "/s3/k?wait=true&stream=true");
+        watch_begin("/s3/k?wait=true&stream=true");
         PUT("/s3/k?prevExist=true&ttl=1", "value=2");
         sleep_sync(2600);
-        watch_end(&w, 3);
+        watch_end(3);
         GET("/s3/k?wait=true&stream=true&waitIndex=$I");
 }
 
@@ -312,7 +392,7 @@ static void rnd_path(char *p, size_t size) {
 }
 
 static void rnd_index(char *buf, size_t size) {
-        uint64_t idx = kv_store_index(store) - rnd(8);
+        uint64_t idx = diff_driver->index() - rnd(8);
         (void) snprintf(buf, size, "%" PRIu64, idx);
 }
 
@@ -396,15 +476,8 @@ static void script_history(void) {
                 snprintf(f, sizeof(f), "value=%u", i);
                 if (i % 100 == 0)
                         PUT("/hist/k", f);
-                else {
-                        DiffResp e = {};
-                        Ours o;
-                        assert_int_equal(diff_http(base, "PUT", "/v2/keys/hist/k", f, 20000, &e), 0);
-                        ours_do("PUT", "/v2/keys/hist/k", f, &o);
-                        assert_int_equal(e.index, o.index);
-                        diff_resp_done(&e);
-                        buf_done(&o.body);
-                }
+                else
+                        diff_driver->quick_put("/v2/keys/hist/k", f);
         }
         GET("/hist/k?wait=true&waitIndex=$I-1500");
         GET("/hist/k?wait=true&waitIndex=$I-1000");

@@ -258,7 +258,7 @@ static void normalize_into(Buf *o, const char *p, const char *end, bool keep_ord
 
 char *diff_normalize(const char *body, bool keep_order, int64_t *ttls, size_t *n_ttls, size_t max_ttls) {
         Buf o = BUF_INIT(0);
-        buf_reserve(&o, 0);
+        buf_append(&o, "", 0); /* terminated even when nothing follows */
         normalize_into(&o, body, body + strlen(body), keep_order, ttls, n_ttls, max_ttls);
         return buf_steal(&o);
 }

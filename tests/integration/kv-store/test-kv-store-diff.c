@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "diff-script.h"
 #include "diff-util.h"
 #include "kv-store.h"
 #include "shared/buf.h"
@@ -182,27 +183,8 @@ static void compare(const char *what, long es, const char *ebody, bool ehas, uin
         }
 }
 
-/* "$I" and "$I-k" in a request stand for the current index (minus k). */
-static char *expand(const char *s) {
-        Buf b = BUF_INIT(0);
-        while (*s) {
-                if (s[0] == '$' && s[1] == 'I') {
-                        uint64_t v = kv_store_index(store);
-                        s += 2;
-                        if (*s == '-') {
-                                char *e;
-                                v -= strtoull(s + 1, &e, 10);
-                                s = e;
-                        }
-                        buf_printf(&b, "%" PRIu64, v);
-                } else
-                        buf_append(&b, s++, 1);
-        }
-        return buf_steal(&b);
-}
-
-static void check(const char *method, const char *pq_raw, const char *form_raw) {
-        _cleanup_free_ char *pq = expand(pq_raw), *form = form_raw ? expand(form_raw) : NULL, *what = NULL;
+static void inproc_request(const char *method, const char *pq, const char *form) {
+        _cleanup_free_ char *what = NULL;
         bool wait = strstr(pq, "wait=true") != NULL;
         DiffResp e = {};
         Ours o;
@@ -229,17 +211,6 @@ static void check(const char *method, const char *pq_raw, const char *form_raw) 
         diff_resp_done(&e);
         buf_done(&o.body);
 }
-
-static void keys(const char *method, const char *p, const char *form) {
-        _cleanup_free_ char *pq = NULL;
-        assert_true(asprintf(&pq, "/v2/keys%s", p) > 0);
-        check(method, pq, form);
-}
-
-#define PUT(p, f) keys("PUT", p, f)
-#define GET(p) keys("GET", p, NULL)
-#define DEL(p) keys("DELETE", p, NULL)
-#define POST(p, f) keys("POST", p, f)
 
 /* A live watch: etcd's long poll runs on a multi handle while the next requests are made. */
 typedef struct LiveWatch {
@@ -272,12 +243,15 @@ static bool lw_step(LiveWatch *w) {
         return running > 0;
 }
 
-static void watch_begin(LiveWatch *w, const char *pq) {
+static LiveWatch live;
+
+static void inproc_watch_begin(const char *pq) {
+        LiveWatch *w = &live;
         _cleanup_free_ char *url = NULL;
         usec_t end = now_usec(CLOCK_MONOTONIC) + 5 * USEC_PER_SEC;
 
         *w = (LiveWatch) { .body = BUF_INIT(0), .multi = curl_multi_init(), .easy = curl_easy_init() };
-        (void) asprintf(&url, "%s/v2/keys%s", base, pq);
+        (void) asprintf(&url, "%s%s", base, pq);
         (void) asprintf(&w->what, "WATCH %s", pq);
         curl_easy_setopt(w->easy, CURLOPT_URL, url);
         curl_easy_setopt(w->easy, CURLOPT_WRITEFUNCTION, lw_body);
@@ -293,7 +267,8 @@ static void watch_begin(LiveWatch *w, const char *pq) {
 }
 
 /* Waits for etcd to deliver n events (lines), then compares and ends the watch. */
-static void watch_end(LiveWatch *w, unsigned n) {
+static void inproc_watch_end(unsigned n) {
+        LiveWatch *w = &live;
         usec_t end = now_usec(CLOCK_MONOTONIC) + 3 * USEC_PER_SEC;
         unsigned lines = 0;
 
@@ -321,7 +296,7 @@ static void watch_end(LiveWatch *w, unsigned n) {
 
 /* Lets etcd's leader expire what is due (it checks every 500 ms), then expires ours the way a
  * timely leader would: a SYNC at each due expiration time. */
-static void sleep_sync(unsigned ms) {
+static void inproc_sleep_sync(unsigned ms) {
         int64_t next;
 
         usleep(ms * 1000);
@@ -333,7 +308,29 @@ static void sleep_sync(unsigned ms) {
         }
 }
 
-#include "diff-script.h"
+static uint64_t inproc_index(void) {
+        return kv_store_index(store);
+}
+
+static void inproc_quick_put(const char *pq, const char *form) {
+        DiffResp e = {};
+        Ours o;
+
+        assert_int_equal(diff_http(base, "PUT", pq, form, 20000, &e), 0);
+        ours_do("PUT", pq, form, &o);
+        assert_int_equal(e.index, o.index);
+        diff_resp_done(&e);
+        buf_done(&o.body);
+}
+
+static const DiffDriver inproc_driver = {
+        .request = inproc_request,
+        .watch_begin = inproc_watch_begin,
+        .watch_end = inproc_watch_end,
+        .sleep_sync = inproc_sleep_sync,
+        .index = inproc_index,
+        .quick_put = inproc_quick_put,
+};
 
 /* The numbers of a stats body in order, and the body with every number replaced by '#'. */
 static char *stats_shape(const char *body, uint64_t *nums, size_t *n) {
@@ -417,6 +414,7 @@ static void test_differential(void **state) {
 
         StatsPoint s0, s1;
         stats_point(&s0, true);
+        diff_driver = &inproc_driver;
         diff_script_run();
         stats_point(&s1, true);
         stats_compare(&s0, &s1);
