@@ -47,7 +47,7 @@ static const ConfOption options[] = {
         OPT("election-timeout", CONF_DURATION, election_timeout_usec, "1000", "MS",
             "time without a leader before an election (bare numbers are milliseconds)", .unit = USEC_PER_MSEC,
             .min = 5 * USEC_PER_MSEC, .max = 50 * USEC_PER_SEC),
-        OPT("max-request-bytes", CONF_SIZE, max_request_bytes, "1572864", "BYTES", "largest client request body",
+        OPT("max-request-bytes", CONF_SIZE, max_request_bytes, "1572864", "BYTES", "largest request body read; v2 forms may always be 10 MiB, as with etcd",
             .min = 1024, .max = 64 << 20),
         OPT("max-snapshots", CONF_U64, max_snapshots, "5", "N", "snapshot files to keep (0 = unlimited)"),
         OPT("max-wals", CONF_U64, max_wals, "5", "N", "accepted for etcd compatibility; WAL segments are released after snapshots"),
