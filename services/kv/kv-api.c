@@ -920,7 +920,7 @@ static int h_health(HttpRequest *req, void *userdata) {
         add_cors(req);
         if (!streq(http_request_method(req), "GET"))
                 return method_not_allowed(req, "GET");
-        if (!kv_node_has_leader(a->node))
+        if (!kv_node_has_leader(a->node) || !kv_node_published(a->node))
                 return reply_go_error(req, 503, "{\"health\":\"false\"}");
         h = new0(Health, 1);
         if (!h)

@@ -240,6 +240,8 @@ static void apply_conf_change(KvNode *n, const RaftEntry *e) {
         log_info("Member %" PRIx64 " added as %s.", cc.node_id, cc.type == RAFT_CONF_ADD_LEARNER ? "learner" : "voter");
 }
 
+static void serving_check(KvNode *n);
+
 static void apply_attributes(KvNode *n, const void *data, size_t len) {
         KvMember m = {};
         const KvMember *old;
@@ -257,6 +259,7 @@ static void apply_attributes(KvNode *n, const void *data, size_t len) {
         if (m.id == n->id)
                 n->published = true;
         kv_member_done(&m);
+        serving_check(n);
 }
 
 static void apply_command(KvNode *n, uint64_t origin, uint64_t seq, const void *data, size_t len) {
@@ -354,12 +357,18 @@ static int persist(KvNode *n, const RaftReady *rd) {
 
 static void stop_check(KvNode *n);
 
-static void on_soft_state(KvNode *n, const RaftSoftState *ss) {
-        if (ss->lead != RAFT_NONE && n->on_serving) {
+/* As etcd's ReadyNotify: a member serves clients once a leader is known and its own client URLs
+ * are committed to the member list, so /v2/members never shows it without them (etcdctl v2 syncs
+ * its endpoints from that list and gives up on a member with none). */
+static void serving_check(KvNode *n) {
+        if (n->soft.lead != RAFT_NONE && n->published && n->on_serving) {
                 void (*cb)(void *) = n->on_serving;
                 n->on_serving = NULL;
                 cb(n->serving_userdata);
         }
+}
+
+static void on_soft_state(KvNode *n, const RaftSoftState *ss) {
         if (ss->lead != n->soft.lead) {
                 if (ss->lead == RAFT_NONE)
                         log_info("Lost the leader (term %" PRIu64 ").", raft_get_hard_state(n->raft).term);
@@ -370,6 +379,7 @@ static void on_soft_state(KvNode *n, const RaftSoftState *ss) {
         if (ss->lead != RAFT_NONE)
                 n->leader_heard_usec = now_usec(CLOCK_MONOTONIC);
         n->soft = *ss;
+        serving_check(n);
         stop_check(n);
 }
 
@@ -449,6 +459,7 @@ static void publish_attributes(KvNode *n) {
                         same = same && streq(self->client_urls[i], m.client_urls[i]);
                 if (same) {
                         n->published = true;
+                        serving_check(n);
                         return;
                 }
         }
@@ -758,6 +769,10 @@ void kv_node_status(KvNode *n, KvNodeStatus *ret) {
                 .start_time_ns = n->start_time_ns,
                 .leader_since_ns = n->leader_since_ns,
         };
+}
+
+bool kv_node_published(KvNode *n) {
+        return n->published;
 }
 
 bool kv_node_has_leader(KvNode *n) {

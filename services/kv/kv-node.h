@@ -66,6 +66,8 @@ const KvMembers *kv_node_members(KvNode *n);
 void kv_node_status(KvNode *n, KvNodeStatus *ret);
 /* True while this member knows a leader it heard from within the election timeout. */
 bool kv_node_has_leader(KvNode *n);
+/* True once this member's name and client URLs are committed to the member list. */
+bool kv_node_published(KvNode *n);
 /* /v2/stats/self and /v2/stats/leader as etcd renders them. stats_leader returns -EPERM on a
  * follower (etcd answers 403 "not current leader"). */
 int kv_node_render_self_stats(KvNode *n, Buf *out);
@@ -77,8 +79,9 @@ int kv_node_stop(KvNode *n, void (*done)(void *userdata), void *userdata);
 
 /* The wall clock in Unix nanoseconds: what TTLs are measured against. */
 int64_t kv_node_now_ns(void);
-/* Called once, the first time this member knows a leader: it can serve the API from then on
- * (flotilla-kv tells systemd READY=1 at that point, as etcd does after joining). */
+/* Called once, the first time this member knows a leader and its own attributes (name, client
+ * URLs) are committed: it can serve the API from then on (flotilla-kv tells systemd READY=1 at
+ * that point, as etcd does after publishing itself). */
 void kv_node_on_serving(KvNode *n, void (*cb)(void *userdata), void *userdata);
 /* Sets a callback for fatal storage errors (the member must stop). */
 void kv_node_on_fatal(KvNode *n, void (*cb)(int error, void *userdata), void *userdata);

@@ -239,6 +239,39 @@ static void stopping_leader_hands_over(void **state) {
         test_kv_cluster_stop(c);
 }
 
+/* A member that answers /health already lists itself with its client URLs in /v2/members, as
+ * etcd does (it publishes itself before serving): etcdctl v2 syncs its endpoints from that list
+ * and fails with "no endpoints available" on a member without any. Polled fast from the start,
+ * so the moment a member becomes healthy is caught. */
+static void healthy_member_lists_its_client_urls(void **state) {
+        TestKvCluster *c = NULL;
+        TestKvConn *k;
+        _cleanup_free_ char *body = NULL;
+        char want[128];
+        long status = 0;
+
+        assert_int_equal(test_kv_cluster_spawn_args(&c, 3, NULL), 0);
+        k = test_kv_conn_new(c->urls[0]);
+        test_kv_conn_set_timeout(k, 2000);
+        for (int i = 0; i < 6000; i++) {
+                free(body);
+                body = NULL;
+                status = test_kv_do(k, "GET", "/health", NULL, &body);
+                if (status == 200 && body && strstr(body, "\"true\""))
+                        break;
+                usleep(2000);
+        }
+        assert_int_equal(status, 200);
+        free(body);
+        body = NULL;
+        assert_int_equal(test_kv_do(k, "GET", "/v2/members", NULL, &body), 200);
+        (void) snprintf(want, sizeof(want), "\"clientURLs\":[\"%s\"]", c->urls[0]);
+        if (!strstr(body, want))
+                fail_msg("healthy member without its client URLs: %s", body);
+        test_kv_conn_free(k);
+        test_kv_cluster_stop(c);
+}
+
 /* A member down while the others write and snapshot past it catches up when it returns. */
 static void restarted_member_catches_up(void **state) {
         /* etcd 3.4 keeps 5000 entries after a snapshot and has no flag for it; flotilla-kv keeps
@@ -290,4 +323,5 @@ TEST_MAIN_GROUP(group_setup, group_teardown,
                 cmocka_unit_test(whole_cluster_kill_nine_keeps_acknowledged_writes),
                 cmocka_unit_test(isolated_minority_cannot_write),
                 cmocka_unit_test(restarted_member_catches_up),
-                cmocka_unit_test(stopping_leader_hands_over))
+                cmocka_unit_test(stopping_leader_hands_over),
+                cmocka_unit_test(healthy_member_lists_its_client_urls))

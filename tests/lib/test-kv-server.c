@@ -186,7 +186,7 @@ int test_kv_leader(TestKvCluster *c) {
         return -1;
 }
 
-int test_kv_cluster_start_args(TestKvCluster **ret, unsigned n, const char *const *extra_args) {
+int test_kv_cluster_spawn_args(TestKvCluster **ret, unsigned n, const char *const *extra_args) {
         TestKvCluster *c;
         const char *bin = kv_bin();
         int r;
@@ -218,16 +218,26 @@ int test_kv_cluster_start_args(TestKvCluster **ret, unsigned n, const char *cons
                 c->endpoints[i] = c->urls[i];
         }
         for (unsigned i = 0; i < n; i++)
-                if ((r = member_spawn(c, i)) < 0)
-                        goto fail;
-        for (unsigned i = 0; i < n; i++)
-                if ((r = test_kv_wait_healthy(c, i, 30)) < 0)
-                        goto fail;
+                if ((r = member_spawn(c, i)) < 0) {
+                        test_kv_cluster_stop(c);
+                        return r;
+                }
         *ret = c;
         return 0;
-fail:
-        test_kv_cluster_stop(c);
-        return r;
+}
+
+int test_kv_cluster_start_args(TestKvCluster **ret, unsigned n, const char *const *extra_args) {
+        TestKvCluster *c = NULL;
+        int r = test_kv_cluster_spawn_args(&c, n, extra_args);
+
+        for (unsigned i = 0; r >= 0 && i < n; i++)
+                r = test_kv_wait_healthy(c, i, 30);
+        if (r < 0) {
+                test_kv_cluster_stop(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
 }
 
 static bool all_threads_stopped(pid_t pid) {

@@ -28,6 +28,8 @@ typedef struct TestKvCluster {
 int test_kv_cluster_start(TestKvCluster **ret, unsigned n);
 /* The same with extra flags for every member (NULL-terminated), e.g. { "--snapshot-count", "100" }. */
 int test_kv_cluster_start_args(TestKvCluster **ret, unsigned n, const char *const *extra_args);
+/* Starts n members without waiting for any of them. */
+int test_kv_cluster_spawn_args(TestKvCluster **ret, unsigned n, const char *const *extra_args);
 /* True when the members are flotilla-kv (the binary's name says so). */
 bool test_kv_is_flotilla(const TestKvCluster *c);
 /* Index of the member that reports itself leader (/v2/stats/self), or -1. */
