@@ -440,30 +440,50 @@ static int load_segment(Recovery *R, bool last, int *ret_fd, uint8_t **ret_buf, 
         return 0;
 }
 
-/* Hands the recovered log to the caller: entries with their data in one allocation. */
+/* Hands the recovered log to the caller: entries with their data in one allocation. The arena
+ * itself is handed over when at most half of it is data of dropped entries; else the live data
+ * is compacted into a new one. */
 static int build_state(Recovery *R, KvWalState *s) {
         KvWal *w = R->w;
-        size_t n = R->n - R->head, total = 0, pos = 0;
+        size_t n = R->n - R->head, live = 0, pos = 0;
         _cleanup_free_ KvWalEntry *entries = NULL;
         _cleanup_free_ uint8_t *arena = NULL;
         _cleanup_free_ void *meta = NULL;
+        bool compact;
 
         for (size_t i = R->head; i < R->n; i++)
-                total += R->entries[i].len;
+                live += R->entries[i].len;
+        compact = live < R->arena.len / 2;
         entries = new0(KvWalEntry, MAX(n, (size_t) 1));
-        arena = malloc(MAX(total, (size_t) 1));
         meta = malloc(MAX(w->metadata_len, (size_t) 1));
-        if (!entries || !arena || !meta)
+        if (!entries || !meta)
                 return -ENOMEM;
+        if (compact) {
+                arena = malloc(MAX(live, (size_t) 1));
+                if (!arena)
+                        return -ENOMEM;
+        } else {
+                /* Give back the reservation beyond the data (a shrinking realloc; buf_steal()
+                 * wants room for its terminating NUL). */
+                char *p = realloc(R->arena.data, R->arena.len + 1);
+                if (p) {
+                        R->arena.data = p;
+                        R->arena.alloc = R->arena.len + 1;
+                }
+                arena = (uint8_t *) buf_steal(&R->arena);
+                if (!arena)
+                        return -ENOMEM;
+        }
         for (size_t i = 0; i < n; i++) {
                 const RecEntry *e = &R->entries[R->head + i];
-                if (e->len > 0)
+                size_t off = compact ? pos : e->off;
+                if (compact && e->len > 0)
                         memcpy(arena + pos, R->arena.data + e->off, e->len);
                 entries[i] = (KvWalEntry) {
                         .index = e->index,
                         .term = e->term,
                         .type = e->type,
-                        .data = arena + pos,
+                        .data = arena + off,
                         .len = e->len,
                 };
                 pos += e->len;
@@ -482,6 +502,26 @@ static int build_state(Recovery *R, KvWalState *s) {
                 .last_seq = w->segments[w->n_segments - 1].seq,
                 .arena = TAKE_PTR(arena),
         };
+        return 0;
+}
+
+/* Reserves room for all entry data up front (the segments' sizes bound it), so the arena is
+ * not copied over and over as it grows. Only address space until written. */
+static int reserve_arena(Recovery *R) {
+        KvWal *w = R->w;
+        uint64_t total = 0;
+
+        for (size_t i = 0; i < w->n_segments; i++) {
+                char name[WAL_NAME_LEN + 1];
+                struct stat st;
+                wal_segment_name(name, w->segments[i].seq, w->segments[i].first_index);
+                if (fstatat(w->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        return 0; /* load_segment() reports it */
+                total += (uint64_t) MIN((uint64_t) st.st_size, WAL_SEGMENT_FILE_MAX);
+        }
+        if (total > SIZE_MAX / 2)
+                return 0;
+        (void) buf_reserve(&R->arena, (size_t) total); /* on failure, grow as needed */
         return 0;
 }
 
@@ -546,6 +586,7 @@ int wal_recover(KvWal *w, const KvWalOptions *opts, KvWalState *ret_state) {
         r = list_segments(&R, &have_tmp);
         if (r < 0)
                 goto finish;
+        (void) reserve_arena(&R);
         r = recover_segments(&R, &fd, &end, &crc, &body);
         if (r < 0)
                 goto finish;
