@@ -96,6 +96,7 @@ struct KvWal {
         size_t n_segments;
         int fd;                 /* active segment, O_RDWR */
         uint64_t offset;        /* bytes of the active segment written so far */
+        uint64_t zeroed_to;     /* [offset, zeroed_to) of it was written with zeros and synced */
 
         Buf pend;               /* encoded records not yet written */
         WalCut *cuts;

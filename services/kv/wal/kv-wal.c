@@ -12,6 +12,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -266,6 +267,34 @@ static int open_cut(KvWal *w, const WalCut *c, const uint8_t *data, size_t len) 
         return 0;
 }
 
+#define WAL_ZERO_AHEAD (1U * 1024 * 1024)
+
+/* Writes data at the active segment's end and, when the zero-filled space ahead of it runs
+ * short, another WAL_ZERO_AHEAD bytes of zeros after it in the same pwritev(). Preallocated but
+ * never written (unwritten) extents have to be converted, and the conversion journaled, by every
+ * fdatasync() that writes into them; space written with zeros once is plain overwrite. */
+static int write_with_zeros(KvWal *w, const uint8_t *p, size_t n) {
+        static const uint8_t zeros[WAL_ZERO_AHEAD];
+        uint64_t end = w->offset + n;
+        struct iovec iov[2] = { { (void *) p, n }, { (void *) zeros, 0 } };
+        size_t total;
+        ssize_t k;
+
+        if (end + WAL_ZERO_AHEAD / 4 > w->zeroed_to && end < w->segment_size)
+                iov[1].iov_len = (size_t) MIN((uint64_t) WAL_ZERO_AHEAD, w->segment_size - end);
+        total = n + iov[1].iov_len;
+        do
+                k = pwritev(w->fd, iov, 2, (off_t) w->offset);
+        while (k < 0 && errno == EINTR);
+        if (k < 0)
+                return -errno;
+        if ((size_t) k < n) /* short: finish the data the simple way */
+                return wal_pwrite_all(w->fd, p + k, n - (size_t) k, w->offset + (uint64_t) k);
+        if ((size_t) k == total)
+                w->zeroed_to = MAX(w->zeroed_to, w->offset + total);
+        return 0;
+}
+
 static int write_out(KvWal *w) {
         const uint8_t *p = (const uint8_t *) w->pend.data;
         size_t start = 0, stop = w->n_cuts > 0 ? w->cuts[0].pend_off : w->pend.len;
@@ -275,7 +304,7 @@ static int write_out(KvWal *w) {
 
         wal_segment_name(name, active->seq, active->first_index);
         if (stop > start) {
-                r = wal_pwrite_all(w->fd, p, stop, w->offset);
+                r = write_with_zeros(w, p, stop);
                 if (r < 0)
                         return wal_error(&w->error, r, w->dir, name, w->offset, "write failed: %m");
                 w->offset += stop;
