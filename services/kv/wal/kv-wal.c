@@ -264,6 +264,7 @@ static int open_cut(KvWal *w, const WalCut *c, const uint8_t *data, size_t len) 
                 return WAL_ERR(w, r, UINT64_MAX, "cannot create segment %s: %m", name);
         w->segments[w->n_segments++] = (WalSegment) { .seq = c->seq, .first_index = c->first_index };
         w->offset = len;
+        w->zeroed_to = len; /* beyond: fallocated, not yet zero-filled */
         return 0;
 }
 

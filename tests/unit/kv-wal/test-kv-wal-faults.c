@@ -34,6 +34,7 @@ static struct {
         int fsync_errno, fsync_after;
         int fallocate_errno, fallocate_after;
         unsigned pwrites, fdatasyncs, fsyncs, fallocates;
+        size_t zeros;           /* bytes of zeros the last pwritev() carried after the data */
 } fault;
 
 static bool fire(int err, int *after) {
@@ -57,6 +58,7 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
  * write; a short write keeps half of the data. */
 ssize_t __wrap_pwritev(int fd, const struct iovec *iov, int n, off_t off) {
         fault.pwrites++;
+        fault.zeros = n > 1 ? iov[1].iov_len : 0;
         if (fire(fault.pwrite_errno, &fault.pwrite_after)) {
                 errno = fault.pwrite_errno;
                 return -1;
@@ -169,6 +171,33 @@ static void one_write_and_one_fdatasync_per_sync(void **state) {
         assert_int_equal(fault.pwrites, 1);
         assert_int_equal(fault.fdatasyncs, 1);
         assert_int_equal(fault.fsyncs, 0);
+        kv_wal_free(w);
+}
+
+/* Every segment gets zeros written ahead of its records, a new one as soon as it is cut. */
+static void zeros_are_written_ahead_in_every_segment(void **state) {
+        Fixture *f = *state;
+        uint64_t seg = 4 * 1024 * 1024, i = 1;
+        size_t segments;
+        KvWal *w;
+
+        assert_int_equal(kv_wal_create(f->dir, NULL, 0), 0);
+        w = open_ok(f->dir, seg, NULL);
+        assert_int_equal(append(w, i, 1), 0);
+        assert_int_equal(kv_wal_sync(w), 0);
+        assert_int_equal(fault.zeros, 1024 * 1024);
+        i++;
+        /* Fill the first segment, then sync once into the second. */
+        while (kv_wal_segments(w) == 1) {
+                assert_int_equal(append(w, i, 64), 0);
+                assert_int_equal(kv_wal_sync(w), 0);
+                i += 64;
+        }
+        segments = kv_wal_segments(w);
+        assert_int_equal(append(w, i, 1), 0);
+        assert_int_equal(kv_wal_sync(w), 0);
+        assert_int_equal(kv_wal_segments(w), segments);
+        assert_int_equal(fault.zeros, 1024 * 1024);
         kv_wal_free(w);
 }
 
@@ -376,6 +405,7 @@ static void snapshot_write_errors_leave_nothing_behind(void **state) {
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 TEST_MAIN(T(one_write_and_one_fdatasync_per_sync),
+          T(zeros_are_written_ahead_in_every_segment),
           T(short_writes_are_completed),
           T(enospc_on_write_breaks_the_wal_until_reopened),
           T(eio_on_fdatasync_breaks_the_wal),
