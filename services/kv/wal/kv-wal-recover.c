@@ -190,7 +190,8 @@ static int apply_record(Recovery *R, WalSegment *seg, uint64_t off, uint8_t type
         case WAL_REC_SYNC:
                 if (len != WAL_SYNC_PAYLOAD)
                         break;
-                if (wal_get_u64(p) <= R->last_sync_no)
+                /* UINT64_MAX would make the writer's next batch number wrap. */
+                if (wal_get_u64(p) <= R->last_sync_no || wal_get_u64(p) == UINT64_MAX)
                         return CORRUPT(R, off, "sync batch %" PRIu64 " does not follow batch %" PRIu64,
                                        wal_get_u64(p), R->last_sync_no);
                 R->last_sync_no = wal_get_u64(p);
