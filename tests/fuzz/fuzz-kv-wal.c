@@ -131,6 +131,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (kv_wal_open(dir, &o, &w, &st) == 0) {
                 check_state(w, &st);
                 e.index = kv_wal_last_index(w) + 1;
+                if (e.index == UINT64_MAX) {
+                        /* The end of the index space: refused, and nothing more to check. */
+                        if (kv_wal_append(w, &e, 1, NULL) != -EINVAL)
+                                abort();
+                        kv_wal_state_done(&st);
+                        kv_wal_free(w);
+                        remove_dir(dir);
+                        return 0;
+                }
                 if (kv_wal_append(w, &e, 1, &(KvWalHardState) { .term = 9, .commit = e.index }) < 0 ||
                     kv_wal_sync(w) < 0)
                         abort();
