@@ -275,9 +275,9 @@ static int open_cut(KvWal *w, const WalCut *c, const uint8_t *data, size_t len) 
  * never written (unwritten) extents have to be converted, and the conversion journaled, by every
  * fdatasync() that writes into them; space written with zeros once is plain overwrite. */
 static int write_with_zeros(KvWal *w, const uint8_t *p, size_t n) {
-        static const uint8_t zeros[WAL_ZERO_AHEAD];
+        static uint8_t zeros[WAL_ZERO_AHEAD]; /* not const: .bss, not 1 MiB of .rodata */
         uint64_t end = w->offset + n;
-        struct iovec iov[2] = { { (void *) p, n }, { (void *) zeros, 0 } };
+        struct iovec iov[2] = { { (void *) p, n }, { zeros, 0 } };
         size_t total;
         ssize_t k;
 
