@@ -112,6 +112,10 @@ static int begin_batch(KvWal *w) {
 
         if (w->pend.len > 0)
                 return 0;
+        /* Recovery refuses batch number 2^64 - 1, so never write it. Only a hostile WAL gets
+         * anywhere near. */
+        if (w->log.sync_no >= UINT64_MAX - 1)
+                return -EOVERFLOW;
         wal_put_u64(no, w->log.sync_no + 1);
         w->log.sync_no++;
         return put(w, WAL_REC_SYNC, no, sizeof(no), NULL, 0);

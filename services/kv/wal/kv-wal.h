@@ -105,8 +105,10 @@ int kv_wal_open(const char *dir, const KvWalOptions *opts, KvWal **ret, KvWalSta
 /* Buffers entries (consecutive indexes), then the hard state (NULL = unchanged) after them;
  * nothing is written until kv_wal_sync(). The first entry's index must be in
  * (snapshot index, last index + 1]: an index <= the last one replaces that entry and drops all
- * after it (the leader truncated our tail). -EINVAL for anything else, -E2BIG for an entry over
- * KV_WAL_ENTRY_DATA_MAX; on error nothing is buffered. */
+ * after it (the leader truncated our tail); 2^64 - 1 is never an index. -EINVAL for anything
+ * else, -E2BIG for an entry over KV_WAL_ENTRY_DATA_MAX, -EOVERFLOW when the sync batch numbers
+ * are used up (2^64 - 2 batches; only a WAL with forged records gets there). On error nothing
+ * is buffered. */
 int kv_wal_append(KvWal *w, const KvWalEntry *entries, size_t n, const KvWalHardState *hs);
 
 /* Buffers a snapshot marker: a snapshot at index/term is durable (the driver saved it with

@@ -638,6 +638,34 @@ static void checksum_valid_nonsense_is_refused(void **state) {
         multi_done(&m);
 }
 
+/* Sync batch numbers at the end of their range: the last usable one opens, and the writer
+ * refuses to go past it instead of writing a number recovery would refuse. */
+static void sync_numbers_do_not_wrap(void **state) {
+        Fixture *f = *state;
+        KvWalEntry e = { .term = 1 };
+        size_t last_sync = 0;
+        KvWalState st;
+        KvWal *w;
+        Built b;
+
+        build_wal(f, &b);
+        for (size_t k = 0; k < b.n; k++)
+                if (test_record_type(b.img, b.offs[k]) == 6)
+                        last_sync = b.offs[k];
+        for (int i = 0; i < 8; i++)
+                b.img[last_sync + 9 + (size_t) i] = (uint8_t) ((UINT64_MAX - 1) >> (8 * i));
+        test_resign(b.img, b.size);
+        assert_int_equal(test_write_file_bytes(b.path, b.img, b.size), 0);
+        w = open_ok(f->dir, &st);
+        e.index = kv_wal_last_index(w) + 1;
+        assert_int_equal(kv_wal_append(w, &e, 1, NULL), -EOVERFLOW);
+        assert_int_equal(kv_wal_mark_snapshot(w, 1, 1), -EOVERFLOW);
+        assert_int_equal(kv_wal_buffered(w), 0);
+        kv_wal_state_done(&st);
+        kv_wal_free(w);
+        built_done(&b);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 TEST_MAIN(T(torn_tail_truncated_at_every_offset),
           T(torn_tail_zero_filled_at_every_offset),
@@ -650,4 +678,5 @@ TEST_MAIN(T(torn_tail_truncated_at_every_offset),
           T(stray_files),
           T(zeroed_sector_before_later_batches_is_refused),
           T(garbage_in_the_preallocated_tail_is_cut),
-          T(checksum_valid_nonsense_is_refused))
+          T(checksum_valid_nonsense_is_refused),
+          T(sync_numbers_do_not_wrap))
