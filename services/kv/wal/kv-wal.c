@@ -73,6 +73,9 @@ static int plan_cut(KvWal *w) {
         uint64_t prev_size = w->cur.offset;
         uint32_t prev_crc = w->cur.last_crc;
 
+        /* Never write more segments than recovery reads. */
+        if (w->n_segments + w->n_cuts + 1 > KV_WAL_SEGMENTS_MAX)
+                return -E2BIG;
         if (w->n_cuts == w->alloc_cuts) {
                 size_t a = MAX(w->alloc_cuts * 2, (size_t) 4);
                 WalCut *c = reallocarray(w->cuts, a, sizeof(*c));
@@ -158,6 +161,11 @@ int kv_wal_append(KvWal *w, const KvWalEntry *entries, size_t n, const KvWalHard
                                "entries %" PRIu64 "..%" PRIu64 " cannot follow log (%" PRIu64
                                ", %" PRIu64 "] or are not consecutive", entries[0].index,
                                entries[n - 1].index, w->log.snap_index, w->log.last_index);
+        /* Never write a log kv_wal_open() would refuse to recover. */
+        if (n > 0 && entries[n - 1].index - w->log.snap_index > w->max_entries)
+                return WAL_ERR(w, SYNTHETIC_ERRNO(E2BIG), UINT64_MAX,
+                               "the log would hold more than %zu entries after the snapshot "
+                               "marker; make a snapshot first", w->max_entries);
         if (n == 0 && !hs)
                 return 0;
 
@@ -461,6 +469,7 @@ int kv_wal_open(const char *dir, const KvWalOptions *opts, KvWal **ret, KvWalSta
                 return -ENOMEM;
         w->segment_size = opts && opts->segment_size ? opts->segment_size
                                                      : KV_WAL_SEGMENT_SIZE_DEFAULT;
+        w->max_entries = opts && opts->max_entries ? opts->max_entries : KV_WAL_MAX_ENTRIES_DEFAULT;
         if (w->segment_size < KV_WAL_SEGMENT_SIZE_MIN || w->segment_size > KV_WAL_SEGMENT_SIZE_MAX)
                 return wal_error(e, SYNTHETIC_ERRNO(EINVAL), dir, NULL, UINT64_MAX,
                                  "segment size %" PRIu64 " outside [%llu, %llu]", w->segment_size,
