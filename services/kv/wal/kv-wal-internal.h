@@ -92,6 +92,7 @@ struct KvWal {
         size_t metadata_len;
         uint64_t segment_size;
         size_t max_entries;     /* recovery's limit; appends stop there too */
+        bool fallocate_only;    /* no zeros ahead */
 
         WalSegment *segments;   /* on disk, by seq; the last one is active */
         size_t n_segments;

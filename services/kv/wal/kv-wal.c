@@ -293,7 +293,7 @@ static int write_with_zeros(KvWal *w, const uint8_t *p, size_t n) {
         size_t total;
         ssize_t k;
 
-        if (end + WAL_ZERO_AHEAD / 4 > w->zeroed_to && end < w->segment_size)
+        if (!w->fallocate_only && end + WAL_ZERO_AHEAD / 4 > w->zeroed_to && end < w->segment_size)
                 iov[1].iov_len = (size_t) MIN((uint64_t) WAL_ZERO_AHEAD, w->segment_size - end);
         total = n + iov[1].iov_len;
         do
@@ -470,6 +470,7 @@ int kv_wal_open(const char *dir, const KvWalOptions *opts, KvWal **ret, KvWalSta
         w->segment_size = opts && opts->segment_size ? opts->segment_size
                                                      : KV_WAL_SEGMENT_SIZE_DEFAULT;
         w->max_entries = opts && opts->max_entries ? opts->max_entries : KV_WAL_MAX_ENTRIES_DEFAULT;
+        w->fallocate_only = opts && opts->fallocate_only;
         if (w->segment_size < KV_WAL_SEGMENT_SIZE_MIN || w->segment_size > KV_WAL_SEGMENT_SIZE_MAX)
                 return wal_error(e, SYNTHETIC_ERRNO(EINVAL), dir, NULL, UINT64_MAX,
                                  "segment size %" PRIu64 " outside [%llu, %llu]", w->segment_size,

@@ -63,6 +63,9 @@ typedef struct KvWalOptions {
                                  * recovered, and kv_wal_append() refuses (-E2BIG) to make the
                                  * log longer than that after the snapshot marker.
                                  * 0 = KV_WAL_MAX_ENTRIES_DEFAULT. */
+        bool fallocate_only;    /* do not write zeros ahead of the log (see docs/kv-wal.md): for
+                                 * copy-on-write filesystems (btrfs, ZFS), where overwriting is
+                                 * not cheaper than writing new blocks. Default: write them. */
         KvWalError *error;      /* optional; filled in when kv_wal_open() fails */
 } KvWalOptions;
 

@@ -7,6 +7,7 @@
  *   build/rel/tests/unit/kv-wal/bench-kv-wal [seconds-per-case] [dir...] */
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +43,9 @@ static void summarize(Result *r, uint64_t *lat, unsigned n, usec_t elapsed, size
 
 #define MAX_SYNCS 2000000U
 
-static int bench_wal(const char *root, size_t size, size_t batch, double seconds, Result *res) {
+static int bench_wal(const char *root, bool fallocate_only, size_t size, size_t batch, double seconds,
+                     Result *res) {
+        KvWalOptions o = { .fallocate_only = fallocate_only };
         char *tmp, dir[4096];
         uint8_t *data = malloc(size * batch);
         KvWalEntry e[64];
@@ -62,7 +65,7 @@ static int bench_wal(const char *root, size_t size, size_t batch, double seconds
         r = kv_wal_create(dir, "bench", 5);
         if (r < 0)
                 return r;
-        r = kv_wal_open(dir, NULL, &w, NULL);
+        r = kv_wal_open(dir, &o, &w, NULL);
         if (r < 0)
                 return r;
         start = now_usec(CLOCK_MONOTONIC);
@@ -217,19 +220,20 @@ static int cmp_result(const void *a, const void *b) {
         return x < y ? -1 : x > y;
 }
 
-static int run_case(const char *dir, size_t size, size_t batch, double seconds, Result ret[3]) {
-        Result r[3][REPS];
+static int run_case(const char *dir, size_t size, size_t batch, double seconds, Result ret[4]) {
+        Result r[4][REPS];
         int k;
 
         for (int rep = 0; rep < REPS; rep++) {
                 sync();
                 (void) usleep(500 * 1000);
-                if ((k = bench_wal(dir, size, batch, seconds, &r[0][rep])) < 0 ||
+                if ((k = bench_wal(dir, false, size, batch, seconds, &r[0][rep])) < 0 ||
+                    (k = bench_wal(dir, true, size, batch, seconds, &r[3][rep])) < 0 ||
                     (k = bench_raw(dir, RAW_FALLOCATE, size, batch, seconds, &r[1][rep])) < 0 ||
                     (k = bench_raw(dir, RAW_OVERWRITE, size, batch, seconds, &r[2][rep])) < 0)
                         return k;
         }
-        for (int v = 0; v < 3; v++) {
+        for (int v = 0; v < 4; v++) {
                 qsort(r[v], REPS, sizeof(Result), cmp_result);
                 ret[v] = r[v][REPS / 2];
         }
@@ -245,12 +249,13 @@ int main(int argc, char **argv) {
 
         printf("median of %d runs of %.1f s each\n\n", REPS, seconds);
         printf("| dir | entry | entries/sync | WAL syncs/s | WAL entries/s | WAL MiB/s | WAL p50/p99 sync "
-               "| raw, fallocated: syncs/s, p50/p99 | raw, overwrite: syncs/s, p50/p99 |\n");
-        printf("|---|---|---|---|---|---|---|---|---|\n");
+               "| WAL fallocate_only: syncs/s, p50/p99 | raw, fallocated: syncs/s, p50/p99 "
+               "| raw, overwrite: syncs/s, p50/p99 |\n");
+        printf("|---|---|---|---|---|---|---|---|---|---|\n");
         for (int d = 0; d < n_dirs; d++)
                 for (size_t s = 0; s < ELEMENTSOF(sizes); s++)
                         for (size_t b = 0; b < ELEMENTSOF(batches); b++) {
-                                Result res[3];
+                                Result res[4];
                                 int r = run_case(dirs[d], sizes[s], batches[b], seconds, res);
                                 if (r < 0) {
                                         fprintf(stderr, "bench failed in %s: %s\n", dirs[d], strerror(-r));
@@ -258,11 +263,12 @@ int main(int argc, char **argv) {
                                 }
                                 printf("| %s | %zu B | %zu | %.0f | %.0f | %.1f | %" PRIu64 "/%" PRIu64
                                        " µs | %.0f, %" PRIu64 "/%" PRIu64 " µs | %.0f, %" PRIu64 "/%" PRIu64
-                                       " µs |\n", dirs[d], sizes[s], batches[b], res[0].syncs_per_sec,
-                                       res[0].entries_per_sec, res[0].mib_per_sec, res[0].p50_usec,
-                                       res[0].p99_usec, res[1].syncs_per_sec, res[1].p50_usec,
-                                       res[1].p99_usec, res[2].syncs_per_sec, res[2].p50_usec,
-                                       res[2].p99_usec);
+                                       " µs | %.0f, %" PRIu64 "/%" PRIu64 " µs |\n", dirs[d], sizes[s],
+                                       batches[b], res[0].syncs_per_sec, res[0].entries_per_sec,
+                                       res[0].mib_per_sec, res[0].p50_usec, res[0].p99_usec,
+                                       res[3].syncs_per_sec, res[3].p50_usec, res[3].p99_usec,
+                                       res[1].syncs_per_sec, res[1].p50_usec, res[1].p99_usec,
+                                       res[2].syncs_per_sec, res[2].p50_usec, res[2].p99_usec);
                                 fflush(stdout);
                         }
         printf("\n| dir | entry | entries | segments | kv_wal_open best | mean of 5 |\n|---|---|---|---|---|---|\n");

@@ -199,6 +199,16 @@ static void zeros_are_written_ahead_in_every_segment(void **state) {
         assert_int_equal(kv_wal_segments(w), segments);
         assert_int_equal(fault.zeros, 1024 * 1024);
         kv_wal_free(w);
+
+        /* Not with fallocate_only. */
+        {
+                KvWalOptions o = { .segment_size = seg, .fallocate_only = true };
+                assert_int_equal(kv_wal_open(f->dir, &o, &w, NULL), 0);
+                assert_int_equal(append(w, i + 1, 1), 0);
+                assert_int_equal(kv_wal_sync(w), 0);
+                assert_int_equal(fault.zeros, 0);
+                kv_wal_free(w);
+        }
 }
 
 static void short_writes_are_completed(void **state) {
