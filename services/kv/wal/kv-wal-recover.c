@@ -415,10 +415,32 @@ static int list_segments(Recovery *R, bool *ret_have_tmp) {
         return 0;
 }
 
+/* Where the last data region of the file ends: beyond it are holes (or unwritten extents), which
+ * read as zeros by definition, so there is no need to read the 64 MiB of a fresh preallocation.
+ * Without SEEK_DATA support the whole file counts as data. */
+static uint64_t data_extent_end(int fd, uint64_t size) {
+        uint64_t end = 0;
+
+        for (off_t pos = 0; (uint64_t) pos < size;) {
+                off_t d = lseek(fd, pos, SEEK_DATA), h;
+                if (d < 0)
+                        return errno == ENXIO ? end : size;
+                h = lseek(fd, d, SEEK_HOLE);
+                if (h < 0)
+                        return size;
+                end = (uint64_t) h;
+                pos = h;
+        }
+        return MIN(end, size);
+}
+
+/* Reads a segment into memory. A closed segment must be valid to its last byte, so it is read
+ * whole; of the last one only the part up to its last data region. */
 static int load_segment(Recovery *R, bool last, int *ret_fd, uint8_t **ret_buf, size_t *ret_size) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ uint8_t *buf = NULL;
         struct stat st;
+        size_t size;
         int r;
 
         fd = openat(R->w->dir_fd, R->name, (last ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
@@ -429,15 +451,18 @@ static int load_segment(Recovery *R, bool last, int *ret_fd, uint8_t **ret_buf, 
         if ((uint64_t) st.st_size > WAL_SEGMENT_FILE_MAX)
                 return CORRUPT(R, UINT64_MAX, "larger than any segment (%" PRIu64 " bytes)",
                                (uint64_t) st.st_size);
-        buf = malloc(MAX((size_t) st.st_size, (size_t) 1));
+        size = last ? (size_t) data_extent_end(fd, (uint64_t) st.st_size) : (size_t) st.st_size;
+        buf = malloc(MAX(size, (size_t) 1));
         if (!buf)
                 return -ENOMEM;
-        r = wal_read_all(fd, buf, (size_t) st.st_size);
+        if (lseek(fd, 0, SEEK_SET) < 0)
+                return wal_error(R->err, -errno, R->w->dir, R->name, UINT64_MAX, "cannot seek: %m");
+        r = wal_read_all(fd, buf, size);
         if (r < 0)
                 return wal_error(R->err, r, R->w->dir, R->name, UINT64_MAX, "cannot read: %m");
         *ret_fd = TAKE_FD(fd);
         *ret_buf = TAKE_PTR(buf);
-        *ret_size = (size_t) st.st_size;
+        *ret_size = size;
         return 0;
 }
 

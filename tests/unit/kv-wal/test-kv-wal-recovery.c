@@ -638,6 +638,41 @@ static void checksum_valid_nonsense_is_refused(void **state) {
         multi_done(&m);
 }
 
+/* Recovery reads the last segment only up to its last data region: a byte written far out in
+ * the preallocated (unwritten) space must still be seen. */
+static void data_beyond_the_preallocated_space_is_seen(void **state) {
+        Fixture *f = *state;
+        char **names;
+        KvWalState st;
+        KvWal *w;
+        char *p;
+        int fd;
+
+        assert_int_equal(kv_wal_create(f->dir, NULL, 0), 0);
+        {
+                KvWalOptions o = { .segment_size = 4 * 1024 * 1024, .fallocate_only = true };
+                assert_int_equal(kv_wal_open(f->dir, &o, &w, NULL), 0);
+        }
+        append_sync(w, 1, 10, 1, 10);
+        kv_wal_free(w);
+        assert_int_equal(test_list_segments(f->dir, &names), 1);
+        p = test_path(f->dir, names[0]);
+        fd = open(p, O_WRONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, "Z", 1, 4 * 1024 * 1024 - 1), 1);
+        assert_int_equal(fsync(fd), 0);
+        close(fd);
+        w = open_ok(f->dir, &st);
+        assert_int_equal(st.n_entries, 10);
+        assert_true(st.torn.cut);
+        assert_true(st.torn.dropped > 4 * 1024 * 1024 - 8192);
+        kv_wal_state_done(&st);
+        kv_wal_free(w);
+        free(p);
+        free(names[0]);
+        free(names);
+}
+
 /* Sync batch numbers at the end of their range: the last usable one opens, and the writer
  * refuses to go past it instead of writing a number recovery would refuse. */
 static void sync_numbers_do_not_wrap(void **state) {
@@ -679,4 +714,5 @@ TEST_MAIN(T(torn_tail_truncated_at_every_offset),
           T(zeroed_sector_before_later_batches_is_refused),
           T(garbage_in_the_preallocated_tail_is_cut),
           T(checksum_valid_nonsense_is_refused),
-          T(sync_numbers_do_not_wrap))
+          T(sync_numbers_do_not_wrap),
+          T(data_beyond_the_preallocated_space_is_seen))
