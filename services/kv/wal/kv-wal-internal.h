@@ -91,11 +91,14 @@ struct KvWal {
         void *metadata;
         size_t metadata_len;
         uint64_t segment_size;
+        size_t max_entries;     /* recovery's limit; appends stop there too */
+        bool fallocate_only;    /* no zeros ahead */
 
         WalSegment *segments;   /* on disk, by seq; the last one is active */
         size_t n_segments;
         int fd;                 /* active segment, O_RDWR */
         uint64_t offset;        /* bytes of the active segment written so far */
+        uint64_t zeroed_to;     /* [offset, zeroed_to) of it was written with zeros and synced */
 
         Buf pend;               /* encoded records not yet written */
         WalCut *cuts;

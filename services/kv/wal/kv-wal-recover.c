@@ -190,7 +190,8 @@ static int apply_record(Recovery *R, WalSegment *seg, uint64_t off, uint8_t type
         case WAL_REC_SYNC:
                 if (len != WAL_SYNC_PAYLOAD)
                         break;
-                if (wal_get_u64(p) <= R->last_sync_no)
+                /* UINT64_MAX would make the writer's next batch number wrap. */
+                if (wal_get_u64(p) <= R->last_sync_no || wal_get_u64(p) == UINT64_MAX)
                         return CORRUPT(R, off, "sync batch %" PRIu64 " does not follow batch %" PRIu64,
                                        wal_get_u64(p), R->last_sync_no);
                 R->last_sync_no = wal_get_u64(p);
@@ -414,10 +415,32 @@ static int list_segments(Recovery *R, bool *ret_have_tmp) {
         return 0;
 }
 
+/* Where the last data region of the file ends: beyond it are holes (or unwritten extents), which
+ * read as zeros by definition, so there is no need to read the 64 MiB of a fresh preallocation.
+ * Without SEEK_DATA support the whole file counts as data. */
+static uint64_t data_extent_end(int fd, uint64_t size) {
+        uint64_t end = 0;
+
+        for (off_t pos = 0; (uint64_t) pos < size;) {
+                off_t d = lseek(fd, pos, SEEK_DATA), h;
+                if (d < 0)
+                        return errno == ENXIO ? end : size;
+                h = lseek(fd, d, SEEK_HOLE);
+                if (h < 0)
+                        return size;
+                end = (uint64_t) h;
+                pos = h;
+        }
+        return MIN(end, size);
+}
+
+/* Reads a segment into memory. A closed segment must be valid to its last byte, so it is read
+ * whole; of the last one only the part up to its last data region. */
 static int load_segment(Recovery *R, bool last, int *ret_fd, uint8_t **ret_buf, size_t *ret_size) {
         _cleanup_close_ int fd = -EBADF;
         _cleanup_free_ uint8_t *buf = NULL;
         struct stat st;
+        size_t size;
         int r;
 
         fd = openat(R->w->dir_fd, R->name, (last ? O_RDWR : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
@@ -428,42 +451,65 @@ static int load_segment(Recovery *R, bool last, int *ret_fd, uint8_t **ret_buf, 
         if ((uint64_t) st.st_size > WAL_SEGMENT_FILE_MAX)
                 return CORRUPT(R, UINT64_MAX, "larger than any segment (%" PRIu64 " bytes)",
                                (uint64_t) st.st_size);
-        buf = malloc(MAX((size_t) st.st_size, (size_t) 1));
+        size = last ? (size_t) data_extent_end(fd, (uint64_t) st.st_size) : (size_t) st.st_size;
+        buf = malloc(MAX(size, (size_t) 1));
         if (!buf)
                 return -ENOMEM;
-        r = wal_read_all(fd, buf, (size_t) st.st_size);
+        if (lseek(fd, 0, SEEK_SET) < 0)
+                return wal_error(R->err, -errno, R->w->dir, R->name, UINT64_MAX, "cannot seek: %m");
+        r = wal_read_all(fd, buf, size);
         if (r < 0)
                 return wal_error(R->err, r, R->w->dir, R->name, UINT64_MAX, "cannot read: %m");
         *ret_fd = TAKE_FD(fd);
         *ret_buf = TAKE_PTR(buf);
-        *ret_size = (size_t) st.st_size;
+        *ret_size = size;
         return 0;
 }
 
-/* Hands the recovered log to the caller: entries with their data in one allocation. */
+/* Hands the recovered log to the caller: entries with their data in one allocation. The arena
+ * itself is handed over when at most half of it is data of dropped entries; else the live data
+ * is compacted into a new one. */
 static int build_state(Recovery *R, KvWalState *s) {
         KvWal *w = R->w;
-        size_t n = R->n - R->head, total = 0, pos = 0;
+        size_t n = R->n - R->head, live = 0, pos = 0;
         _cleanup_free_ KvWalEntry *entries = NULL;
         _cleanup_free_ uint8_t *arena = NULL;
         _cleanup_free_ void *meta = NULL;
+        bool compact;
 
         for (size_t i = R->head; i < R->n; i++)
-                total += R->entries[i].len;
+                live += R->entries[i].len;
+        compact = live < R->arena.len / 2;
         entries = new0(KvWalEntry, MAX(n, (size_t) 1));
-        arena = malloc(MAX(total, (size_t) 1));
         meta = malloc(MAX(w->metadata_len, (size_t) 1));
-        if (!entries || !arena || !meta)
+        if (!entries || !meta)
                 return -ENOMEM;
+        if (compact) {
+                arena = malloc(MAX(live, (size_t) 1));
+                if (!arena)
+                        return -ENOMEM;
+        } else {
+                /* Give back the reservation beyond the data (a shrinking realloc; buf_steal()
+                 * wants room for its terminating NUL). */
+                char *p = realloc(R->arena.data, R->arena.len + 1);
+                if (p) {
+                        R->arena.data = p;
+                        R->arena.alloc = R->arena.len + 1;
+                }
+                arena = (uint8_t *) buf_steal(&R->arena);
+                if (!arena)
+                        return -ENOMEM;
+        }
         for (size_t i = 0; i < n; i++) {
                 const RecEntry *e = &R->entries[R->head + i];
-                if (e->len > 0)
+                size_t off = compact ? pos : e->off;
+                if (compact && e->len > 0)
                         memcpy(arena + pos, R->arena.data + e->off, e->len);
                 entries[i] = (KvWalEntry) {
                         .index = e->index,
                         .term = e->term,
                         .type = e->type,
-                        .data = arena + pos,
+                        .data = arena + off,
                         .len = e->len,
                 };
                 pos += e->len;
@@ -482,6 +528,26 @@ static int build_state(Recovery *R, KvWalState *s) {
                 .last_seq = w->segments[w->n_segments - 1].seq,
                 .arena = TAKE_PTR(arena),
         };
+        return 0;
+}
+
+/* Reserves room for all entry data up front (the segments' sizes bound it), so the arena is
+ * not copied over and over as it grows. Only address space until written. */
+static int reserve_arena(Recovery *R) {
+        KvWal *w = R->w;
+        uint64_t total = 0;
+
+        for (size_t i = 0; i < w->n_segments; i++) {
+                char name[WAL_NAME_LEN + 1];
+                struct stat st;
+                wal_segment_name(name, w->segments[i].seq, w->segments[i].first_index);
+                if (fstatat(w->dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        return 0; /* load_segment() reports it */
+                total += (uint64_t) MIN((uint64_t) st.st_size, WAL_SEGMENT_FILE_MAX);
+        }
+        if (total > SIZE_MAX / 2)
+                return 0;
+        (void) buf_reserve(&R->arena, (size_t) total); /* on failure, grow as needed */
         return 0;
 }
 
@@ -546,6 +612,7 @@ int wal_recover(KvWal *w, const KvWalOptions *opts, KvWalState *ret_state) {
         r = list_segments(&R, &have_tmp);
         if (r < 0)
                 goto finish;
+        (void) reserve_arena(&R);
         r = recover_segments(&R, &fd, &end, &crc, &body);
         if (r < 0)
                 goto finish;

@@ -12,6 +12,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -72,6 +73,9 @@ static int plan_cut(KvWal *w) {
         uint64_t prev_size = w->cur.offset;
         uint32_t prev_crc = w->cur.last_crc;
 
+        /* Never write more segments than recovery reads. */
+        if (w->n_segments + w->n_cuts + 1 > KV_WAL_SEGMENTS_MAX)
+                return -E2BIG;
         if (w->n_cuts == w->alloc_cuts) {
                 size_t a = MAX(w->alloc_cuts * 2, (size_t) 4);
                 WalCut *c = reallocarray(w->cuts, a, sizeof(*c));
@@ -111,6 +115,10 @@ static int begin_batch(KvWal *w) {
 
         if (w->pend.len > 0)
                 return 0;
+        /* Recovery refuses batch number 2^64 - 1, so never write it. Only a hostile WAL gets
+         * anywhere near. */
+        if (w->log.sync_no >= UINT64_MAX - 1)
+                return -EOVERFLOW;
         wal_put_u64(no, w->log.sync_no + 1);
         w->log.sync_no++;
         return put(w, WAL_REC_SYNC, no, sizeof(no), NULL, 0);
@@ -153,6 +161,11 @@ int kv_wal_append(KvWal *w, const KvWalEntry *entries, size_t n, const KvWalHard
                                "entries %" PRIu64 "..%" PRIu64 " cannot follow log (%" PRIu64
                                ", %" PRIu64 "] or are not consecutive", entries[0].index,
                                entries[n - 1].index, w->log.snap_index, w->log.last_index);
+        /* Never write a log kv_wal_open() would refuse to recover. */
+        if (n > 0 && entries[n - 1].index - w->log.snap_index > w->max_entries)
+                return WAL_ERR(w, SYNTHETIC_ERRNO(E2BIG), UINT64_MAX,
+                               "the log would hold more than %zu entries after the snapshot "
+                               "marker; make a snapshot first", w->max_entries);
         if (n == 0 && !hs)
                 return 0;
 
@@ -263,6 +276,35 @@ static int open_cut(KvWal *w, const WalCut *c, const uint8_t *data, size_t len) 
                 return WAL_ERR(w, r, UINT64_MAX, "cannot create segment %s: %m", name);
         w->segments[w->n_segments++] = (WalSegment) { .seq = c->seq, .first_index = c->first_index };
         w->offset = len;
+        w->zeroed_to = len; /* beyond: fallocated, not yet zero-filled */
+        return 0;
+}
+
+#define WAL_ZERO_AHEAD (1U * 1024 * 1024)
+
+/* Writes data at the active segment's end and, when the zero-filled space ahead of it runs
+ * short, another WAL_ZERO_AHEAD bytes of zeros after it in the same pwritev(). Preallocated but
+ * never written (unwritten) extents have to be converted, and the conversion journaled, by every
+ * fdatasync() that writes into them; space written with zeros once is plain overwrite. */
+static int write_with_zeros(KvWal *w, const uint8_t *p, size_t n) {
+        static uint8_t zeros[WAL_ZERO_AHEAD]; /* not const: .bss, not 1 MiB of .rodata */
+        uint64_t end = w->offset + n;
+        struct iovec iov[2] = { { (void *) p, n }, { zeros, 0 } };
+        size_t total;
+        ssize_t k;
+
+        if (!w->fallocate_only && end + WAL_ZERO_AHEAD / 4 > w->zeroed_to && end < w->segment_size)
+                iov[1].iov_len = (size_t) MIN((uint64_t) WAL_ZERO_AHEAD, w->segment_size - end);
+        total = n + iov[1].iov_len;
+        do
+                k = pwritev(w->fd, iov, 2, (off_t) w->offset);
+        while (k < 0 && errno == EINTR);
+        if (k < 0)
+                return -errno;
+        if ((size_t) k < n) /* short: finish the data the simple way */
+                return wal_pwrite_all(w->fd, p + k, n - (size_t) k, w->offset + (uint64_t) k);
+        if ((size_t) k == total)
+                w->zeroed_to = MAX(w->zeroed_to, w->offset + total);
         return 0;
 }
 
@@ -275,7 +317,7 @@ static int write_out(KvWal *w) {
 
         wal_segment_name(name, active->seq, active->first_index);
         if (stop > start) {
-                r = wal_pwrite_all(w->fd, p, stop, w->offset);
+                r = write_with_zeros(w, p, stop);
                 if (r < 0)
                         return wal_error(&w->error, r, w->dir, name, w->offset, "write failed: %m");
                 w->offset += stop;
@@ -427,6 +469,8 @@ int kv_wal_open(const char *dir, const KvWalOptions *opts, KvWal **ret, KvWalSta
                 return -ENOMEM;
         w->segment_size = opts && opts->segment_size ? opts->segment_size
                                                      : KV_WAL_SEGMENT_SIZE_DEFAULT;
+        w->max_entries = opts && opts->max_entries ? opts->max_entries : KV_WAL_MAX_ENTRIES_DEFAULT;
+        w->fallocate_only = opts && opts->fallocate_only;
         if (w->segment_size < KV_WAL_SEGMENT_SIZE_MIN || w->segment_size > KV_WAL_SEGMENT_SIZE_MAX)
                 return wal_error(e, SYNTHETIC_ERRNO(EINVAL), dir, NULL, UINT64_MAX,
                                  "segment size %" PRIu64 " outside [%llu, %llu]", w->segment_size,

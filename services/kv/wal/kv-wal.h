@@ -60,7 +60,12 @@ typedef struct KvWalOptions {
         uint64_t segment_size;  /* bytes; a segment is cut when the next record would cross it, and
                                  * new segments are preallocated to it. 0 = 64 MiB. */
         size_t max_entries;     /* kv_wal_open() fails with -E2BIG when more entries would be
-                                 * recovered. 0 = KV_WAL_MAX_ENTRIES_DEFAULT. */
+                                 * recovered, and kv_wal_append() refuses (-E2BIG) to make the
+                                 * log longer than that after the snapshot marker.
+                                 * 0 = KV_WAL_MAX_ENTRIES_DEFAULT. */
+        bool fallocate_only;    /* do not write zeros ahead of the log (see docs/kv-wal.md): for
+                                 * copy-on-write filesystems (btrfs, ZFS), where overwriting is
+                                 * not cheaper than writing new blocks. Default: write them. */
         KvWalError *error;      /* optional; filled in when kv_wal_open() fails */
 } KvWalOptions;
 
@@ -105,8 +110,11 @@ int kv_wal_open(const char *dir, const KvWalOptions *opts, KvWal **ret, KvWalSta
 /* Buffers entries (consecutive indexes), then the hard state (NULL = unchanged) after them;
  * nothing is written until kv_wal_sync(). The first entry's index must be in
  * (snapshot index, last index + 1]: an index <= the last one replaces that entry and drops all
- * after it (the leader truncated our tail). -EINVAL for anything else, -E2BIG for an entry over
- * KV_WAL_ENTRY_DATA_MAX; on error nothing is buffered. */
+ * after it (the leader truncated our tail); 2^64 - 1 is never an index. -EINVAL for anything
+ * else; -E2BIG for an entry over KV_WAL_ENTRY_DATA_MAX, for a log longer than max_entries after
+ * the snapshot marker, or for more than KV_WAL_SEGMENTS_MAX segments (what kv_wal_open() would
+ * refuse); -EOVERFLOW when the sync batch numbers are used up (2^64 - 2 batches; only a WAL with
+ * forged records gets there). On error nothing is buffered. */
 int kv_wal_append(KvWal *w, const KvWalEntry *entries, size_t n, const KvWalHardState *hs);
 
 /* Buffers a snapshot marker: a snapshot at index/term is durable (the driver saved it with

@@ -24,8 +24,8 @@ static void put_le(FILE *f, uint64_t v, int n) {
                 fputc((int) (v >> (8 * i)) & 0xff, f);
 }
 
-/* [u8 seq (bit 7: .tmp)][u64 first][u32 len][bytes] for every segment file in dir. */
-static void serialize(const char *dir, const char *out) {
+/* [u8 mode][u8 seq (bit 7: .tmp)][u64 first][u32 len][bytes]... for every segment file in dir. */
+static void serialize(const char *dir, const char *out, uint8_t mode) {
         if (strlen(dir) > 4000)
                 die("path too long");
         FILE *o = fopen(out, "we");
@@ -33,6 +33,7 @@ static void serialize(const char *dir, const char *out) {
 
         if (!o || !d)
                 die("cannot open output or WAL directory");
+        fputc(mode, o);
         for (struct dirent *de; (de = readdir(d));) {
                 unsigned long long seq, first;
                 char path[4500];
@@ -104,8 +105,11 @@ static void seed_wal(const char *out, const char *name, int kind) {
                 }
                 kv_wal_free(w);
         }
+        /* Mode 1 has the fuzz target re-sign records, mode 0 does not. */
         snprintf(path, sizeof(path), "%s/%s", out, name);
-        serialize(dir, path);
+        serialize(dir, path, 1);
+        snprintf(path, sizeof(path), "%s/%s-raw", out, name);
+        serialize(dir, path, 0);
         test_rm_rf(tmp);
         free(tmp);
 }

@@ -40,3 +40,7 @@ static inline uint8_t test_record_type(const uint8_t *buf, size_t off) {
         return buf[off + 8];
 }
 uint64_t test_prng(uint64_t *state);
+
+/* Recomputes every walkable record's checksum as the writer would, so a test can edit a segment
+ * image and still get past the checksums to the checks behind them. */
+void test_resign(uint8_t *buf, size_t size);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* Errors this machine cannot produce for real (ENOSPC, EIO, short writes, no fallocate), injected
- * with -Wl,--wrap mocks of pwrite, fdatasync, fsync and fallocate. Also counts the syscalls of
- * one kv_wal_sync(): group commit means one write and one fdatasync per batch. */
+ * with -Wl,--wrap mocks of pwrite, pwritev, fdatasync, fsync and fallocate. Also counts the
+ * syscalls of one kv_wal_sync(): group commit means one write and one fdatasync per batch. */
+#include <sys/uio.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -15,6 +16,8 @@
 #define MAXLEN 300
 
 ssize_t __real_pwrite(int fd, const void *buf, size_t n, off_t off);
+ssize_t __real_pwritev(int fd, const struct iovec *iov, int n, off_t off);
+ssize_t __wrap_pwritev(int fd, const struct iovec *iov, int n, off_t off);
 int __real_fdatasync(int fd);
 int __real_fsync(int fd);
 int __real_fallocate(int fd, int mode, off_t off, off_t len);
@@ -31,6 +34,7 @@ static struct {
         int fsync_errno, fsync_after;
         int fallocate_errno, fallocate_after;
         unsigned pwrites, fdatasyncs, fsyncs, fallocates;
+        size_t zeros;           /* bytes of zeros the last pwritev() carried after the data */
 } fault;
 
 static bool fire(int err, int *after) {
@@ -48,6 +52,20 @@ ssize_t __wrap_pwrite(int fd, const void *buf, size_t n, off_t off) {
         if (fault.short_writes && n > 1)
                 n = (n + 1) / 2;
         return __real_pwrite(fd, buf, n, off);
+}
+
+/* The WAL's main write: data plus, now and then, zeros ahead of it. Counted and faulted as one
+ * write; a short write keeps half of the data. */
+ssize_t __wrap_pwritev(int fd, const struct iovec *iov, int n, off_t off) {
+        fault.pwrites++;
+        fault.zeros = n > 1 ? iov[1].iov_len : 0;
+        if (fire(fault.pwrite_errno, &fault.pwrite_after)) {
+                errno = fault.pwrite_errno;
+                return -1;
+        }
+        if (fault.short_writes && n > 0 && iov[0].iov_len > 1)
+                return __real_pwrite(fd, iov[0].iov_base, (iov[0].iov_len + 1) / 2, off);
+        return __real_pwritev(fd, iov, n, off);
 }
 
 int __wrap_fdatasync(int fd) {
@@ -154,6 +172,43 @@ static void one_write_and_one_fdatasync_per_sync(void **state) {
         assert_int_equal(fault.fdatasyncs, 1);
         assert_int_equal(fault.fsyncs, 0);
         kv_wal_free(w);
+}
+
+/* Every segment gets zeros written ahead of its records, a new one as soon as it is cut. */
+static void zeros_are_written_ahead_in_every_segment(void **state) {
+        Fixture *f = *state;
+        uint64_t seg = 4 * 1024 * 1024, i = 1;
+        size_t segments;
+        KvWal *w;
+
+        assert_int_equal(kv_wal_create(f->dir, NULL, 0), 0);
+        w = open_ok(f->dir, seg, NULL);
+        assert_int_equal(append(w, i, 1), 0);
+        assert_int_equal(kv_wal_sync(w), 0);
+        assert_int_equal(fault.zeros, 1024 * 1024);
+        i++;
+        /* Fill the first segment, then sync once into the second. */
+        while (kv_wal_segments(w) == 1) {
+                assert_int_equal(append(w, i, 64), 0);
+                assert_int_equal(kv_wal_sync(w), 0);
+                i += 64;
+        }
+        segments = kv_wal_segments(w);
+        assert_int_equal(append(w, i, 1), 0);
+        assert_int_equal(kv_wal_sync(w), 0);
+        assert_int_equal(kv_wal_segments(w), segments);
+        assert_int_equal(fault.zeros, 1024 * 1024);
+        kv_wal_free(w);
+
+        /* Not with fallocate_only. */
+        {
+                KvWalOptions o = { .segment_size = seg, .fallocate_only = true };
+                assert_int_equal(kv_wal_open(f->dir, &o, &w, NULL), 0);
+                assert_int_equal(append(w, i + 1, 1), 0);
+                assert_int_equal(kv_wal_sync(w), 0);
+                assert_int_equal(fault.zeros, 0);
+                kv_wal_free(w);
+        }
 }
 
 static void short_writes_are_completed(void **state) {
@@ -309,11 +364,19 @@ static void works_without_fallocate(void **state) {
         assert_int_equal(test_list_segments(f->dir, &names), 1);
         {
                 char *p = test_path(f->dir, names[0]);
+                size_t offs[64], end, size;
+                uint8_t *img;
+
+                /* Without fallocate the file grows by writing: records, and the zeros the WAL
+                 * writes ahead of them. */
                 assert_int_equal(stat(p, &sb), 0);
-                assert_true(sb.st_size < 64 * 1024); /* grew with the records only */
-                /* Without preallocation a torn write is a short file: here the hard state
-                 * record, the last one, lost its end. */
-                assert_int_equal(truncate(p, sb.st_size - 3), 0);
+                assert_true(sb.st_size < 2 * 1024 * 1024);
+                assert_int_equal(test_read_file(p, &img, &size), 0);
+                (void) test_walk_records(img, size, offs, 64, &end);
+                free(img);
+                /* A torn write without preallocation: a short file. Here the hard state record,
+                 * the last one, lost its end. */
+                assert_int_equal(truncate(p, (off_t) end - 3), 0);
                 free(p);
         }
         free(names[0]);
@@ -352,6 +415,7 @@ static void snapshot_write_errors_leave_nothing_behind(void **state) {
 
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 TEST_MAIN(T(one_write_and_one_fdatasync_per_sync),
+          T(zeros_are_written_ahead_in_every_segment),
           T(short_writes_are_completed),
           T(enospc_on_write_breaks_the_wal_until_reopened),
           T(eio_on_fdatasync_breaks_the_wal),

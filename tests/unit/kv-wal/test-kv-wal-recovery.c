@@ -543,6 +543,164 @@ static void garbage_in_the_preallocated_tail_is_cut(void **state) {
         built_done(&b);
 }
 
+/* Edits one record of segment i (a u64 of its payload at field, or with field < 0 its type),
+ * re-signs the segment, and expects the open to fail naming that record. */
+static void refuse_edit(Fixture *f, Multi *m, size_t i, size_t off, int field, uint64_t value,
+                        int error, const char *what) {
+        uint8_t *img = malloc(m->size[i]);
+        KvWalError e = {};
+        KvWal *w;
+        int r;
+
+        memcpy(img, m->img[i], m->size[i]);
+        if (field >= 0) {
+                size_t len = (size_t) img[off] | (size_t) img[off + 1] << 8; /* small records */
+                for (size_t b = 0; b < 8 && (size_t) field + b < len; b++)
+                        img[off + 9 + (size_t) field + b] = (uint8_t) (value >> (8 * b));
+        } else
+                img[off + 8] = (uint8_t) value;
+        test_resign(img, m->size[i]);
+        assert_int_equal(test_write_file_bytes(m->path[i], img, m->size[i]), 0);
+        w = open_seg(f->dir, 4096, NULL, &e, &r);
+        assert_null(w);
+        if (r != error || !strstr(e.message, what) || e.offset != off || !streq(e.file, m->name[i]))
+                fail_msg("got %d \"%s\", want %d \"%s\" at %s offset %zu", r, e.message, error,
+                         what, m->name[i], off);
+        assert_int_equal(test_write_file_bytes(m->path[i], m->img[i], m->size[i]), 0);
+        free(img);
+}
+
+/* Records whose checksums are right but whose contents break the log's rules. */
+static void checksum_valid_nonsense_is_refused(void **state) {
+        Fixture *f = *state;
+        size_t offs[1024], n, end, i, marker = 0, entry_after = 0, first_entry = 0, sync2 = 0;
+        unsigned syncs = 0;
+        Multi m;
+
+        build_multi(f->dir, &m, 30); /* marks a snapshot at index 45 */
+        for (i = 0; i < m.n && marker == 0; i++) {
+                n = test_walk_records(m.img[i], m.size[i], offs, 1024, &end);
+                for (size_t k = 4; k < n; k++) {
+                        uint8_t t = test_record_type(m.img[i], offs[k]);
+                        if (t == 5 && first_entry == 0)
+                                first_entry = offs[k];
+                        if (t == 6 && ++syncs == 2)
+                                sync2 = offs[k];
+                        if (t == 4)
+                                marker = offs[k];
+                        if (t == 5 && marker > 0 && entry_after == 0)
+                                entry_after = offs[k];
+                }
+                if (marker == 0)
+                        first_entry = sync2 = syncs = 0;
+        }
+        i--;
+        assert_true(marker > 0 && entry_after > 0 && first_entry > 0 && sync2 > 0 && i + 1 < m.n);
+
+        refuse_edit(f, &m, i, first_entry, 0, 1000, -EBADMSG, "leaves a gap after entry");
+        refuse_edit(f, &m, i, entry_after, 0, 3, -EBADMSG, "at or below snapshot marker 45");
+        refuse_edit(f, &m, i, entry_after, 0, UINT64_MAX, -EBADMSG, "out of range");
+        refuse_edit(f, &m, i, sync2, 0, 1, -EBADMSG, "does not follow batch");
+        refuse_edit(f, &m, i, sync2, 0, UINT64_MAX, -EBADMSG, "does not follow batch");
+        refuse_edit(f, &m, i, sync2, -1, 3, -EBADMSG, "unexpected hard state record of 8 bytes");
+        refuse_edit(f, &m, i, sync2, -1, 1, -EBADMSG, "unexpected segment header record");
+        refuse_edit(f, &m, i, sync2, -1, 99, -EPROTO, "record type 99 is unknown");
+
+        /* The next segment starts with the marker: it may not go back. Its metadata must match,
+         * and its header records come in their order. */
+        n = test_walk_records(m.img[i + 1], m.size[i + 1], offs, 1024, &end);
+        refuse_edit(f, &m, i + 1, offs[3], 0, 44, -EBADMSG, "goes back from 45");
+        refuse_edit(f, &m, i + 1, offs[1], 0, 0x2020202020202020ULL, -EBADMSG, "metadata differs");
+        refuse_edit(f, &m, i + 1, offs[2], -1, 4, -EBADMSG,
+                    "snapshot marker record where the hard state record belongs");
+
+        /* A header that disagrees with its file name; then one that agrees but does not continue
+         * the log. */
+        {
+                uint64_t first = strtoull(m.name[i + 1] + 17, NULL, 16);
+                uint8_t *img = malloc(m.size[i + 1]);
+                char other[64], *p;
+
+                snprintf(other, sizeof(other), "%.16s-%016llx.wal", m.name[i + 1],
+                         (unsigned long long) first + 1);
+                p = test_path(f->dir, other);
+                assert_int_equal(rename(m.path[i + 1], p), 0);
+                expect_refused(f->dir, -EBADMSG, other, "unlike the file name");
+                memcpy(img, m.img[i + 1], m.size[i + 1]);
+                for (int b = 0; b < 8; b++)
+                        img[9 + 32 + b] = (uint8_t) ((first + 1) >> (8 * b));
+                test_resign(img, m.size[i + 1]);
+                assert_int_equal(test_write_file_bytes(p, img, m.size[i + 1]), 0);
+                expect_refused(f->dir, -EBADMSG, other, "but the log so far ends at");
+                free(img);
+                free(p);
+        }
+        multi_done(&m);
+}
+
+/* Recovery reads the last segment only up to its last data region: a byte written far out in
+ * the preallocated (unwritten) space must still be seen. */
+static void data_beyond_the_preallocated_space_is_seen(void **state) {
+        Fixture *f = *state;
+        char **names;
+        KvWalState st;
+        KvWal *w;
+        char *p;
+        int fd;
+
+        assert_int_equal(kv_wal_create(f->dir, NULL, 0), 0);
+        {
+                KvWalOptions o = { .segment_size = 4 * 1024 * 1024, .fallocate_only = true };
+                assert_int_equal(kv_wal_open(f->dir, &o, &w, NULL), 0);
+        }
+        append_sync(w, 1, 10, 1, 10);
+        kv_wal_free(w);
+        assert_int_equal(test_list_segments(f->dir, &names), 1);
+        p = test_path(f->dir, names[0]);
+        fd = open(p, O_WRONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, "Z", 1, 4 * 1024 * 1024 - 1), 1);
+        assert_int_equal(fsync(fd), 0);
+        close(fd);
+        w = open_ok(f->dir, &st);
+        assert_int_equal(st.n_entries, 10);
+        assert_true(st.torn.cut);
+        assert_true(st.torn.dropped > 4 * 1024 * 1024 - 8192);
+        kv_wal_state_done(&st);
+        kv_wal_free(w);
+        free(p);
+        free(names[0]);
+        free(names);
+}
+
+/* Sync batch numbers at the end of their range: the last usable one opens, and the writer
+ * refuses to go past it instead of writing a number recovery would refuse. */
+static void sync_numbers_do_not_wrap(void **state) {
+        Fixture *f = *state;
+        KvWalEntry e = { .term = 1 };
+        size_t last_sync = 0;
+        KvWalState st;
+        KvWal *w;
+        Built b;
+
+        build_wal(f, &b);
+        for (size_t k = 0; k < b.n; k++)
+                if (test_record_type(b.img, b.offs[k]) == 6)
+                        last_sync = b.offs[k];
+        for (int i = 0; i < 8; i++)
+                b.img[last_sync + 9 + (size_t) i] = (uint8_t) ((UINT64_MAX - 1) >> (8 * i));
+        test_resign(b.img, b.size);
+        assert_int_equal(test_write_file_bytes(b.path, b.img, b.size), 0);
+        w = open_ok(f->dir, &st);
+        e.index = kv_wal_last_index(w) + 1;
+        assert_int_equal(kv_wal_append(w, &e, 1, NULL), -EOVERFLOW);
+        assert_int_equal(kv_wal_mark_snapshot(w, 1, 1), -EOVERFLOW);
+        assert_int_equal(kv_wal_buffered(w), 0);
+        kv_wal_state_done(&st);
+        kv_wal_free(w);
+        built_done(&b);
+}
+
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 TEST_MAIN(T(torn_tail_truncated_at_every_offset),
           T(torn_tail_zero_filled_at_every_offset),
@@ -554,4 +712,7 @@ TEST_MAIN(T(torn_tail_truncated_at_every_offset),
           T(foreign_segment_is_refused),
           T(stray_files),
           T(zeroed_sector_before_later_batches_is_refused),
-          T(garbage_in_the_preallocated_tail_is_cut))
+          T(garbage_in_the_preallocated_tail_is_cut),
+          T(checksum_valid_nonsense_is_refused),
+          T(sync_numbers_do_not_wrap),
+          T(data_beyond_the_preallocated_space_is_seen))

@@ -430,6 +430,18 @@ static void max_entries_bounds_recovery(void **state) {
         assert_int_equal(kv_wal_open(f->dir, &o, &w, NULL), -E2BIG);
         o.max_entries = 51;
         assert_int_equal(kv_wal_open(f->dir, &o, &w, NULL), 0);
+        /* The writer stops at the same limit, so it never writes what it cannot reopen. */
+        {
+                KvWalEntry next = { .index = 52, .term = 1 };
+                assert_int_equal(kv_wal_append(w, &next, 1, NULL), -E2BIG);
+                assert_non_null(strstr(kv_wal_last_error(w)->message, "make a snapshot"));
+                assert_int_equal(kv_wal_mark_snapshot(w, 10, 1), 0);
+                assert_int_equal(kv_wal_append(w, &next, 1, NULL), 0);
+                assert_int_equal(kv_wal_sync(w), 0);
+        }
+        kv_wal_free(w);
+        w = NULL;
+        assert_int_equal(kv_wal_open(f->dir, &o, &w, NULL), 0);
         kv_wal_free(w);
 }
 
