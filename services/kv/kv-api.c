@@ -74,18 +74,15 @@ static void add_cors(HttpRequest *req) {
 }
 
 static void add_index_headers(KvApi *a, HttpRequest *req, uint64_t etcd_index, bool raft) {
-        char v[32];
+        char v[FORMAT_U64_MAX];
 
         (void) http_reply_header(req, "X-Etcd-Cluster-Id", a->cluster_id);
-        (void) snprintf(v, sizeof(v), "%" PRIu64, etcd_index);
-        (void) http_reply_header(req, "X-Etcd-Index", v);
+        (void) http_reply_header(req, "X-Etcd-Index", format_u64(v, etcd_index));
         if (raft) {
                 KvNodeStatus st;
                 kv_node_status(a->node, &st);
-                (void) snprintf(v, sizeof(v), "%" PRIu64, st.applied_index);
-                (void) http_reply_header(req, "X-Raft-Index", v);
-                (void) snprintf(v, sizeof(v), "%" PRIu64, st.term);
-                (void) http_reply_header(req, "X-Raft-Term", v);
+                (void) http_reply_header(req, "X-Raft-Index", format_u64(v, st.applied_index));
+                (void) http_reply_header(req, "X-Raft-Term", format_u64(v, st.term));
         }
 }
 

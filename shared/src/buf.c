@@ -46,6 +46,24 @@ int buf_append_str(Buf *b, const char *s) {
         return buf_append(b, s, strlen(s));
 }
 
+char *format_u64(char buf[static FORMAT_U64_MAX], uint64_t v) {
+        char tmp[FORMAT_U64_MAX];
+        size_t n = 0;
+
+        do
+                tmp[n++] = (char) ('0' + v % 10);
+        while ((v /= 10) > 0);
+        for (size_t i = 0; i < n; i++)
+                buf[i] = tmp[n - 1 - i];
+        buf[n] = '\0';
+        return buf;
+}
+
+int buf_append_u64(Buf *b, uint64_t v) {
+        char t[FORMAT_U64_MAX];
+        return buf_append_str(b, format_u64(t, v));
+}
+
 int buf_vprintf(Buf *b, const char *fmt, va_list ap) {
         va_list aq;
         int n, r;

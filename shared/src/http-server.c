@@ -104,6 +104,14 @@ struct HttpServer {
         sd_event_source *sweep;
         MetricsRegistry *metrics;
         Metric *m_connections, *m_duration;
+        /* http_requests_total series already looked up, by status and method: finding one by
+         * its label text costs more than the rest of a small request's bookkeeping. */
+        struct {
+                unsigned status;
+                const char *method; /* one of method_label()'s static strings */
+                Metric *counter;
+        } request_series[16];
+        unsigned n_request_series;
         bool freeing;
 };
 
@@ -871,9 +879,9 @@ static const char *method_label(const char *m) {
 
 /* MHD watches connections edge-triggered and takes a short read as "drained": a FIN that came
  * with the request's last bytes produces no further edge, so a client that half-closed would
- * keep its connection until a timeout. Peek for that EOF on connections that are idle or still
- * receiving a request (which can then never complete) and shut them down, which hands MHD the
- * event it needs to close. Busy connections are left alone: their reply is still due. */
+ * keep its connection until a timeout. The periodic sweep peeks for that EOF on connections that
+ * are idle or still receiving a request (which can then never complete) and shuts them down,
+ * which hands MHD the event it needs to close. Busy connections are left alone: their reply is still due. */
 static void conn_check_eof(HttpConn *conn) {
         char c;
 
@@ -882,6 +890,20 @@ static void conn_check_eof(HttpConn *conn) {
                 (void) shutdown(conn->fd, SHUT_RDWR);
                 conn->deadline = USEC_INFINITY;
         }
+}
+
+static Metric *request_counter(HttpServer *s, unsigned status, const char *method) {
+        char labels[64];
+        Metric *m;
+
+        for (unsigned i = 0; i < s->n_request_series; i++)
+                if (s->request_series[i].status == status && s->request_series[i].method == method)
+                        return s->request_series[i].counter;
+        (void) snprintf(labels, sizeof(labels), "code=\"%u\",method=\"%s\"", status, method);
+        m = metrics_counter(s->metrics, "http_requests_total", labels, "HTTP requests by status and method.");
+        if (m && s->n_request_series < ELEMENTSOF(s->request_series))
+                s->request_series[s->n_request_series++] = (typeof(s->request_series[0])) { status, method, m };
+        return m;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, enum MHD_RequestTerminationCode toe) {
@@ -894,19 +916,16 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
                 return;
         *req_cls = NULL;
         if (s->metrics && req->status > 0) {
-                char labels[64];
-                (void) snprintf(labels, sizeof(labels), "code=\"%u\",method=\"%s\"", req->status,
-                                method_label(req->method));
-                metric_inc(metrics_counter(s->metrics, "http_requests_total", labels, "HTTP requests by status and method."));
+                metric_inc(request_counter(s, req->status, method_label(req->method)));
                 metric_observe(s->m_duration, (double) (now_usec(CLOCK_MONOTONIC) - req->start_usec) / 1e6);
         }
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
                 log_debug("Request %s %s from %s ended early (%d).", req->method, req->path, req->peer, (int) toe);
         request_free(req);
-        if (conn) {
+        /* A client that half-closed is found by the next sweep (within HTTP_SWEEP_USEC): a peek
+         * here would cost every keep-alive request one more syscall. */
+        if (conn)
                 conn_set_phase(conn, CONN_IDLE);
-                conn_check_eof(conn);
-        }
 }
 
 static void on_uri(HttpConn *conn) {

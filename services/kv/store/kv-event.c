@@ -335,9 +335,11 @@ static int render_node(const KvEventNode *n, int64_t now_ns, Buf *b) {
                 if ((r = buf_append(b, "]", 1)) < 0)
                         return r;
         }
-        if (n->modified_index && ((r = SEP()) < 0 || (r = buf_printf(b, "\"modifiedIndex\":%" PRIu64, n->modified_index)) < 0))
+        if (n->modified_index && ((r = SEP()) < 0 || (r = buf_append_str(b, "\"modifiedIndex\":")) < 0 ||
+                                  (r = buf_append_u64(b, n->modified_index)) < 0))
                 return r;
-        if (n->created_index && ((r = SEP()) < 0 || (r = buf_printf(b, "\"createdIndex\":%" PRIu64, n->created_index)) < 0))
+        if (n->created_index && ((r = SEP()) < 0 || (r = buf_append_str(b, "\"createdIndex\":")) < 0 ||
+                                 (r = buf_append_u64(b, n->created_index)) < 0))
                 return r;
 #undef SEP
         return buf_append(b, "}", 1);

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "shared/macro.h"
 
@@ -23,6 +24,11 @@ typedef struct Buf {
 int buf_reserve(Buf *b, size_t extra);
 int buf_append(Buf *b, const void *p, size_t n);
 int buf_append_str(Buf *b, const char *s);
+/* Decimal, as "%" PRIu64 prints it, without printf's cost on hot paths. */
+int buf_append_u64(Buf *b, uint64_t v);
+/* Writes v in decimal into buf (NUL-terminated) and returns buf. */
+#define FORMAT_U64_MAX 21
+char *format_u64(char buf[static FORMAT_U64_MAX], uint64_t v);
 int buf_printf(Buf *b, const char *fmt, ...) _printf_(2, 3);
 int buf_vprintf(Buf *b, const char *fmt, va_list ap) _printf_(2, 0);
 void buf_clear(Buf *b);                   /* len = 0, keeps memory */

@@ -1,4 +1,8 @@
 /* SPDX-License-Identifier: MIT */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "shared/buf.h"
 #include "test-util.h"
 
@@ -11,6 +15,27 @@ static void append_grows_and_terminates(void **state) {
         assert_int_equal(b.data[b.len], 0);
         assert_int_equal(buf_printf(&b, "%d-%s", 42, "x"), 0);
         assert_string_equal(b.data + 3000, "42-x");
+        buf_done(&b);
+}
+
+static void u64_prints_as_printf_does(void **state) {
+        static const uint64_t values[] = { 0, 1, 9, 10, 99, 100, 4294967295ULL, 4294967296ULL,
+                                           10000000000000000000ULL, UINT64_MAX };
+        Buf b = BUF_INIT(0);
+        char f[FORMAT_U64_MAX], want[32];
+
+        for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+                (void) snprintf(want, sizeof(want), "%" PRIu64, values[i]);
+                assert_string_equal(format_u64(f, values[i]), want);
+                buf_clear(&b);
+                assert_int_equal(buf_append_u64(&b, values[i]), 0);
+                assert_string_equal(b.data, want);
+        }
+        assert_int_equal(strlen(format_u64(f, UINT64_MAX)), FORMAT_U64_MAX - 1);
+        buf_done(&b);
+        b = (Buf) BUF_INIT(2);
+        assert_int_equal(buf_append_u64(&b, 123), -ENOBUFS);
+        assert_int_equal(b.len, 0);
         buf_done(&b);
 }
 
@@ -110,6 +135,7 @@ static void utf8_validation_and_sanitizing(void **state) {
 }
 
 TEST_MAIN(cmocka_unit_test(append_grows_and_terminates),
+          cmocka_unit_test(u64_prints_as_printf_does),
           cmocka_unit_test(limit_refuses_and_leaves_buffer_unchanged),
           cmocka_unit_test(consume_and_steal),
           cmocka_unit_test(strv_split_trims_and_drops_empty),
