@@ -2,6 +2,8 @@
 /* Private to kv-node*.c: the member's state and the helpers its files share. */
 #pragma once
 
+#include <sys/types.h>
+
 #include "kv-node.h"
 #include "kv-peer.h"
 #include "kv-snap.h"
@@ -86,6 +88,11 @@ struct KvNode {
         void (*on_serving)(void *userdata);  /* once, when a leader is first known */
         void *serving_userdata;
 
+        pid_t snap_pid;                   /* a child writing a snapshot (kv-node-storage.c), or 0 */
+        uint64_t snap_job_index, snap_job_term;
+        RaftConfState snap_job_conf;
+        usec_t snap_job_start, snap_retry_usec;
+
         void (*on_fatal)(int error, void *userdata);
         void *fatal_userdata;
         bool failed;
@@ -95,7 +102,12 @@ struct KvNode {
 int kv_node_storage_open(KvNode *n);      /* bootstrap or recover; fills raft inputs */
 int kv_node_persist_snapshot(KvNode *n, const RaftSnapshot *snap);
 int kv_node_restore_snapshot(KvNode *n, const RaftSnapshot *snap);
+/* Starts writing a snapshot in a child process when snapshot_count entries were applied since
+ * the last one; kv_node_snapshot_poll() records it once the child has succeeded. */
 int kv_node_maybe_snapshot(KvNode *n);
+int kv_node_snapshot_poll(KvNode *n);
+void kv_node_snapshot_abandon(KvNode *n);     /* kills a running writer (stopping) */
+#define KV_SNAPSHOT_RETRY_USEC (10 * USEC_PER_SEC)
 int kv_node_load_snapshot(void *userdata, const RaftSnapshotMeta *meta, void **ret_data, size_t *ret_len);
 int kv_conf_state_encode(const RaftConfState *cs, Buf *out);
 int kv_conf_state_decode(const void *data, size_t len, RaftConfState *ret);

@@ -496,6 +496,8 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
         if (n->failed)
                 return 0;
         (void) raft_tick(n->raft);
+        if (kv_node_snapshot_poll(n) < 0)
+                kv_node_fail(n, -EIO, "recording a snapshot");
         RaftSoftState ss = raft_soft_state(n->raft);
         on_soft_state(n, &ss);
         if (n->soft.role == RAFT_LEADER)
@@ -719,6 +721,7 @@ KvNode *kv_node_free(KvNode *n) {
         sd_event_source_disable_unref(n->tick);
         sd_event_source_disable_unref(n->ready);
         kv_peer_free(n->peers);
+        kv_node_snapshot_abandon(n);
         raft_free(n->raft);
         raft_memory_storage_free(n->ms);
         kv_wal_free(n->wal);
