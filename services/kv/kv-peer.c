@@ -705,37 +705,16 @@ int kv_peer_listen_fd(KvPeerTransport *t, int fd) {
 }
 
 int kv_peer_listen(KvPeerTransport *t, const char *url) {
-        struct addrinfo *ai = NULL;
         _cleanup_free_ char *host = NULL, *port = NULL;
-        _cleanup_close_ int fd = -EBADF;
-        int one = 1, r;
+        int r;
 
         r = kv_peer_parse_url(url, &host, &port);
         if (r < 0)
                 return r;
-        r = net_resolve(host, port, AI_PASSIVE, &ai);
+        r = net_listen(host, port, 128);
         if (r < 0)
                 return r;
-        /* "localhost" may give ::1 first where only 127.0.0.1 exists: take the first that binds. */
-        r = -EADDRNOTAVAIL;
-        for (struct addrinfo *a = ai; a; a = a->ai_next) {
-                fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-                if (fd < 0) {
-                        r = -errno;
-                        continue;
-                }
-                (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-                if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, 128) == 0) {
-                        r = 0;
-                        break;
-                }
-                r = -errno;
-                fd = safe_close(fd);
-        }
-        freeaddrinfo(ai);
-        if (r < 0)
-                return r;
-        return kv_peer_listen_fd(t, TAKE_FD(fd));
+        return kv_peer_listen_fd(t, r);
 }
 
 int kv_peer_port(KvPeerTransport *t, unsigned i) {

@@ -1112,11 +1112,9 @@ static int on_mhd_timer(sd_event_source *src, uint64_t usec, void *userdata) {
 }
 
 static int listen_socket(const char *address, int *ret_fd) {
-        struct addrinfo *ai = NULL;
         _cleanup_free_ char *host = NULL;
         const char *a = address, *colon, *port;
-        _cleanup_close_ int fd = -EBADF;
-        int one = 1, r;
+        int r;
 
         a = startswith(a, "http://") ?: a;
         if (a[0] == '[') {
@@ -1142,31 +1140,11 @@ static int listen_socket(const char *address, int *ret_fd) {
                         return -ENOMEM;
                 if (safe_atou32(p, &pn) < 0 || pn > 65535)
                         return -EINVAL;
-                r = net_resolve(isempty(host) ? NULL : host, p, AI_PASSIVE, &ai);
+                r = net_listen(isempty(host) ? NULL : host, p, 1024);
         }
         if (r < 0)
                 return r;
-        /* A name such as "localhost" may give ::1 first where only 127.0.0.1 exists (IPv6 off in
-         * a namespace): take the first address that binds. */
-        r = -EADDRNOTAVAIL;
-        for (struct addrinfo *x = ai; x; x = x->ai_next) {
-                fd = socket(x->ai_family, x->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, x->ai_protocol);
-                if (fd < 0) {
-                        r = -errno;
-                        continue;
-                }
-                (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-                if (bind(fd, x->ai_addr, x->ai_addrlen) == 0 && listen(fd, 1024) == 0) {
-                        r = 0;
-                        break;
-                }
-                r = -errno;
-                fd = safe_close(fd);
-        }
-        freeaddrinfo(ai);
-        if (r < 0)
-                return r;
-        *ret_fd = TAKE_FD(fd);
+        *ret_fd = r;
         return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "shared/macro.h"
 #include "shared/net-util.h"
@@ -52,4 +53,29 @@ int net_resolve(const char *host, const char *port, int flags, struct addrinfo *
         if (r == EAI_SERVICE || r == EAI_BADFLAGS)
                 return -EINVAL;
         return -EHOSTUNREACH;
+}
+
+int net_listen(const char *host, const char *port, int backlog) {
+        struct addrinfo *ai = NULL;
+        int fd = -EBADF, one = 1, r;
+
+        r = net_resolve(host, port, AI_PASSIVE, &ai);
+        if (r < 0)
+                return r;
+        r = -EADDRNOTAVAIL;
+        for (struct addrinfo *a = ai; a; a = a->ai_next) {
+                fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+                if (fd < 0) {
+                        r = -errno;
+                        continue;
+                }
+                (void) setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+                if (bind(fd, a->ai_addr, a->ai_addrlen) == 0 && listen(fd, backlog) == 0)
+                        break;
+                r = -errno;
+                close(fd);
+                fd = -EBADF;
+        }
+        freeaddrinfo(ai);
+        return fd >= 0 ? fd : r;
 }

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #include "shared/net-util.h"
 #include "test-util.h"
@@ -63,4 +66,29 @@ static void bad_ports(void **state) {
         assert_null(ai);
 }
 
-TEST_MAIN(cmocka_unit_test(localhost_is_loopback), cmocka_unit_test(numeric_addresses), cmocka_unit_test(bad_ports))
+/* A listener on a name binds the first address that works, non-blocking and close-on-exec; a
+ * port already taken and a bad port are errors, not a socket. */
+static void listen_binds_and_reports_errors(void **state) {
+        struct sockaddr_in sa;
+        socklen_t sl = sizeof(sa);
+        char port[16];
+        int fd, again;
+
+        fd = net_listen("localhost", "0", 16);
+        assert_true(fd >= 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *) &sa, &sl), 0);
+        assert_int_equal(sa.sin_family, AF_INET);
+        assert_int_equal(ntohl(sa.sin_addr.s_addr), INADDR_LOOPBACK);
+        assert_true(ntohs(sa.sin_port) > 0);
+        assert_true(fcntl(fd, F_GETFL) & O_NONBLOCK);
+        assert_true(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+
+        (void) snprintf(port, sizeof(port), "%u", ntohs(sa.sin_port));
+        again = net_listen("127.0.0.1", port, 16);
+        assert_int_equal(again, -EADDRINUSE);
+        assert_int_equal(net_listen("127.0.0.1", "http", 16), -EINVAL);
+        close(fd);
+}
+
+TEST_MAIN(cmocka_unit_test(localhost_is_loopback), cmocka_unit_test(numeric_addresses), cmocka_unit_test(bad_ports),
+          cmocka_unit_test(listen_binds_and_reports_errors))
