@@ -19,24 +19,7 @@
 
 #include "kv-node-internal.h"
 #include "shared/log.h"
-
-static void put_le32(uint8_t *p, uint32_t v) {
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v) {
-        for (int i = 0; i < 8; i++)
-                p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static uint32_t get_le32(const uint8_t *p) {
-        return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
-}
-
-static uint64_t get_le64(const uint8_t *p) {
-        return (uint64_t) get_le32(p) | (uint64_t) get_le32(p + 4) << 32;
-}
+#include "shared/unaligned.h"
 
 int kv_conf_state_encode(const RaftConfState *cs, Buf *out) {
         uint8_t b[8];

@@ -12,6 +12,7 @@
 #include "kv-node-internal.h"
 #include "shared/list.h"
 #include "shared/log.h"
+#include "shared/unaligned.h"
 #include "shared/random-util.h"
 
 #define KV_SYNC_INTERVAL   (500 * USEC_PER_MSEC)   /* etcd's: expire TTL keys twice a second */
@@ -25,18 +26,6 @@ int64_t kv_node_now_ns(void) {
         struct timespec ts;
         (void) clock_gettime(CLOCK_REALTIME, &ts);
         return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void put_le64(uint8_t *p, uint64_t v) {
-        for (int i = 0; i < 8; i++)
-                p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static uint64_t get_le64(const uint8_t *p) {
-        uint64_t v = 0;
-        for (int i = 7; i >= 0; i--)
-                v = v << 8 | p[i];
-        return v;
 }
 
 void kv_node_fail(KvNode *n, int error, const char *what) {
@@ -443,7 +432,6 @@ static int on_ready(sd_event_source *s, void *userdata) {
 static void kick(KvNode *n) {
         (void) sd_event_source_set_enabled(n->ready, SD_EVENT_ON);
 }
-
 
 /* ---------------------------------------------------------------- periodic duties */
 

@@ -19,6 +19,7 @@
 #include "shared/event-util.h"
 #include "shared/list.h"
 #include "shared/log.h"
+#include "shared/unaligned.h"
 #include "shared/net-util.h"
 #include "shared/parse-util.h"
 #include "shared/random-util.h"
@@ -91,39 +92,6 @@ struct KvPeerTransport {
         int listen_ports[MAX_LISTENERS];
         unsigned n_listeners;
 };
-
-static void put_le16(uint8_t *p, uint16_t v) {
-        p[0] = (uint8_t) v;
-        p[1] = (uint8_t) (v >> 8);
-}
-
-static void put_le32(uint8_t *p, uint32_t v) {
-        for (int i = 0; i < 4; i++)
-                p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v) {
-        for (int i = 0; i < 8; i++)
-                p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static uint16_t get_le16(const uint8_t *p) {
-        return (uint16_t) (p[0] | p[1] << 8);
-}
-
-static uint32_t get_le32(const uint8_t *p) {
-        uint32_t v = 0;
-        for (int i = 3; i >= 0; i--)
-                v = v << 8 | p[i];
-        return v;
-}
-
-static uint64_t get_le64(const uint8_t *p) {
-        uint64_t v = 0;
-        for (int i = 7; i >= 0; i--)
-                v = v << 8 | p[i];
-        return v;
-}
 
 /* Appends one frame to b, which is bounded by the caller's limit. */
 static int frame_append(Buf *b, uint8_t type, const void *payload, size_t len) {

@@ -93,8 +93,7 @@ int kv_store_save(KvStore *s, Buf *out) {
             (r = save_tree(s->root, out)) < 0)
                 goto fail;
         c = crc32_ieee(out->data + start, out->len - start);
-        for (size_t i = 0; i < 4; i++)
-                crc[i] = (uint8_t) (c >> (8 * i));
+        put_le32(crc, c);
         if ((r = buf_append(out, crc, 4)) < 0)
                 goto fail;
         return 0;
@@ -187,8 +186,7 @@ int kv_store_load(KvStore *s, const void *data, size_t len) {
                 return -EBUSY;
         if (len < 4)
                 return -EBADMSG;
-        want = (uint32_t) p[len - 4] | (uint32_t) p[len - 3] << 8 | (uint32_t) p[len - 2] << 16 |
-               (uint32_t) p[len - 1] << 24;
+        want = get_le32(p + len - 4);
         if (crc32_ieee(p, len - 4) != want)
                 return -EBADMSG;
         /* The new tree uses s's hash key, so nothing needs rehashing after the swap. */

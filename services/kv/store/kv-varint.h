@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "shared/buf.h"
+#include "shared/unaligned.h"
 
 typedef struct KvReader {
         const uint8_t *p, *end;
@@ -29,8 +30,7 @@ static inline int kv_put_varint(Buf *b, uint64_t v) {
 
 static inline int kv_put_u64(Buf *b, uint64_t v) {
         uint8_t t[8];
-        for (size_t i = 0; i < 8; i++)
-                t[i] = (uint8_t) (v >> (8 * i));
+        put_le64(t, v);
         return buf_append(b, t, 8);
 }
 
@@ -56,13 +56,10 @@ static inline int kv_get_varint(KvReader *r, uint64_t *ret) {
 }
 
 static inline int kv_get_u64(KvReader *r, uint64_t *ret) {
-        uint64_t v = 0;
         if (r->end - r->p < 8)
                 return -EBADMSG;
-        for (size_t i = 0; i < 8; i++)
-                v |= (uint64_t) r->p[i] << (8 * i);
+        *ret = get_le64(r->p);
         r->p += 8;
-        *ret = v;
         return 0;
 }
 

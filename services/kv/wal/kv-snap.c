@@ -79,12 +79,12 @@ static bool snap_parse_name(const char *s, KvSnapId *ret) {
 static void encode_header(uint8_t h[SNAP_HEADER_SIZE], const KvWalSnapshotMeta *m) {
         memset(h, 0, SNAP_HEADER_SIZE);
         memcpy(h, SNAP_MAGIC, 8);
-        wal_put_u32(h + 8, SNAP_VERSION);
-        wal_put_u32(h + 12, SNAP_HEADER_SIZE);
-        wal_put_u64(h + 16, m->index);
-        wal_put_u64(h + 24, m->term);
-        wal_put_u64(h + 32, m->conf_state_len);
-        wal_put_u32(h + 48, kv_crc32c(0, h, 48));
+        put_le32(h + 8, SNAP_VERSION);
+        put_le32(h + 12, SNAP_HEADER_SIZE);
+        put_le64(h + 16, m->index);
+        put_le64(h + 24, m->term);
+        put_le64(h + 32, m->conf_state_len);
+        put_le32(h + 48, kv_crc32c(0, h, 48));
 }
 
 /* ---- writing ---- */
@@ -218,9 +218,9 @@ int kv_snap_writer_commit(KvSnapWriter *s, unsigned keep) {
         assert(s && !s->committed);
         if (s->broken < 0)
                 return s->broken;
-        wal_put_u64(t, s->data_len);
+        put_le64(t, s->data_len);
         s->crc = kv_crc32c(s->crc, t, 8);
-        wal_put_u32(t + 8, s->crc);
+        put_le32(t + 8, s->crc);
         memcpy(t + 16, SNAP_END_MAGIC, 8);
         r = buf_append(&s->buf, t, sizeof(t));
         if (r >= 0)
@@ -296,14 +296,14 @@ static int open_checked(const char *dir, KvSnapId id, KvWalError *e, int *ret_fd
                 return wal_error(e, r, dir, name, 0, "cannot read: %m");
         if (memcmp(h, SNAP_MAGIC, 8) != 0)
                 return wal_error(e, SYNTHETIC_ERRNO(EBADMSG), dir, name, 0, "not a snapshot file");
-        version = wal_get_u32(h + 8);
+        version = get_le32(h + 8);
         if (version != SNAP_VERSION)
                 return wal_error(e, SYNTHETIC_ERRNO(EPROTO), dir, name, 8,
                                  "format version %" PRIu32 " is unknown (this build reads %u)",
                                  version, SNAP_VERSION);
-        if (wal_get_u32(h + 48) != kv_crc32c(0, h, 48) || wal_get_u32(h + 12) != SNAP_HEADER_SIZE)
+        if (get_le32(h + 48) != kv_crc32c(0, h, 48) || get_le32(h + 12) != SNAP_HEADER_SIZE)
                 return wal_error(e, SYNTHETIC_ERRNO(EBADMSG), dir, name, 0, "header checksum mismatch");
-        sh = (SnapHeader) { wal_get_u64(h + 16), wal_get_u64(h + 24), wal_get_u64(h + 32), 0 };
+        sh = (SnapHeader) { get_le64(h + 16), get_le64(h + 24), get_le64(h + 32), 0 };
         if (sh.index != id.index || sh.term != id.term)
                 return wal_error(e, SYNTHETIC_ERRNO(EBADMSG), dir, name, 16,
                                  "header says term %" PRIu64 ", index %" PRIu64 ", unlike the name",
@@ -327,11 +327,11 @@ static int check_trailer(const char *dir, KvSnapId id, const SnapHeader *sh, con
         uint64_t off = SNAP_HEADER_SIZE + sh->conf_len + sh->data_len;
 
         snap_name(name, id);
-        if (memcmp(t + 16, SNAP_END_MAGIC, 8) != 0 || wal_get_u64(t) != sh->data_len ||
-            wal_get_u32(t + 12) != 0)
+        if (memcmp(t + 16, SNAP_END_MAGIC, 8) != 0 || get_le64(t) != sh->data_len ||
+            get_le32(t + 12) != 0)
                 return wal_error(e, SYNTHETIC_ERRNO(EBADMSG), dir, name, off,
                                  "trailer missing or damaged (truncated file?)");
-        if (wal_get_u32(t + 8) != kv_crc32c(crc, t, 8))
+        if (get_le32(t + 8) != kv_crc32c(crc, t, 8))
                 return wal_error(e, SYNTHETIC_ERRNO(EBADMSG), dir, name, off, "checksum mismatch");
         return 0;
 }

@@ -15,8 +15,8 @@
 uint32_t wal_seed(uint64_t wal_id, uint64_t seq) {
         uint8_t b[16];
 
-        wal_put_u64(b, wal_id);
-        wal_put_u64(b + 8, seq);
+        put_le64(b, wal_id);
+        put_le64(b + 8, seq);
         return kv_crc32c(0, b, sizeof(b));
 }
 
@@ -28,8 +28,8 @@ uint32_t wal_record_crc(uint32_t seed, uint64_t offset, uint8_t type,
         /* Binding the checksum to the segment (seed) and the record's offset makes a record that
          * was moved, spliced in from another place or another WAL fail its check, while every
          * record stays verifiable on its own: recovery can look past a damaged record. */
-        wal_put_u64(pre, offset);
-        wal_put_u32(pre + 8, (uint32_t) (n1 + n2));
+        put_le64(pre, offset);
+        put_le32(pre + 8, (uint32_t) (n1 + n2));
         pre[12] = type;
         c = kv_crc32c(seed, pre, sizeof(pre));
         if (n1 > 0)
@@ -44,8 +44,8 @@ size_t wal_encode_record(uint8_t *dst, uint32_t seed, uint64_t offset, uint8_t t
         uint32_t c = wal_record_crc(seed, offset, type, p1, n1, p2, n2);
 
         assert(n1 + n2 <= KV_WAL_RECORD_MAX);
-        wal_put_u32(dst, (uint32_t) (n1 + n2));
-        wal_put_u32(dst + 4, c);
+        put_le32(dst, (uint32_t) (n1 + n2));
+        put_le32(dst + 4, c);
         dst[8] = type;
         if (n1 > 0)
                 memcpy(dst + WAL_REC_HEADER_SIZE, p1, n1);
@@ -59,24 +59,24 @@ size_t wal_encode_record(uint8_t *dst, uint32_t seed, uint64_t offset, uint8_t t
 void wal_encode_segment_header(uint8_t dst[WAL_SEGMENT_PAYLOAD], const WalSegmentHeader *h) {
         memset(dst, 0, WAL_SEGMENT_PAYLOAD);
         memcpy(dst, WAL_MAGIC, 8);
-        wal_put_u32(dst + 8, h->version);
+        put_le32(dst + 8, h->version);
         /* dst + 12: flags, none defined */
-        wal_put_u64(dst + 16, h->wal_id);
-        wal_put_u64(dst + 24, h->seq);
-        wal_put_u64(dst + 32, h->first_index);
-        wal_put_u64(dst + 40, h->prev_size);
-        wal_put_u32(dst + 48, h->prev_crc);
+        put_le64(dst + 16, h->wal_id);
+        put_le64(dst + 24, h->seq);
+        put_le64(dst + 32, h->first_index);
+        put_le64(dst + 40, h->prev_size);
+        put_le32(dst + 48, h->prev_crc);
         /* dst + 52: reserved, zero */
 }
 
 void wal_decode_segment_header(const uint8_t src[WAL_SEGMENT_PAYLOAD], WalSegmentHeader *h) {
         *h = (WalSegmentHeader) {
-                .version = wal_get_u32(src + 8),
-                .wal_id = wal_get_u64(src + 16),
-                .seq = wal_get_u64(src + 24),
-                .first_index = wal_get_u64(src + 32),
-                .prev_size = wal_get_u64(src + 40),
-                .prev_crc = wal_get_u32(src + 48),
+                .version = get_le32(src + 8),
+                .wal_id = get_le64(src + 16),
+                .seq = get_le64(src + 24),
+                .first_index = get_le64(src + 32),
+                .prev_size = get_le64(src + 40),
+                .prev_crc = get_le32(src + 48),
         };
 }
 
@@ -180,9 +180,9 @@ size_t wal_find_sync_record(const uint8_t *buf, size_t size, size_t after, size_
         /* Linear in end - after: the cheap type/length tests reject almost every offset before a
          * 21-byte checksum is computed. */
         for (size_t y = after + 1; y < end && y + rec <= size; y++) {
-                if (buf[y + 8] != WAL_REC_SYNC || wal_get_u32(buf + y) != WAL_SYNC_PAYLOAD)
+                if (buf[y + 8] != WAL_REC_SYNC || get_le32(buf + y) != WAL_SYNC_PAYLOAD)
                         continue;
-                if (wal_get_u32(buf + y + 4) ==
+                if (get_le32(buf + y + 4) ==
                     wal_record_crc(seed, y, WAL_REC_SYNC, buf + y + WAL_REC_HEADER_SIZE,
                                    WAL_SYNC_PAYLOAD, NULL, 0))
                         return y;

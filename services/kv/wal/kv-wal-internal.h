@@ -12,6 +12,7 @@
 #include "kv-wal.h"
 #include "shared/buf.h"
 #include "shared/macro.h"
+#include "shared/unaligned.h"
 
 /* Every record: [u32 payload length][u32 crc32c][u8 type][payload], little endian. */
 #define WAL_REC_HEADER_SIZE 9U
@@ -111,27 +112,6 @@ struct KvWal {
         KvWalError error;
 };
 
-/* Little-endian helpers. */
-static inline void wal_put_u32(uint8_t *p, uint32_t v) {
-        for (unsigned i = 0; i < 4; i++)
-                p[i] = (uint8_t) (v >> (8 * i));
-}
-static inline void wal_put_u64(uint8_t *p, uint64_t v) {
-        for (unsigned i = 0; i < 8; i++)
-                p[i] = (uint8_t) (v >> (8 * i));
-}
-static inline uint32_t wal_get_u32(const uint8_t *p) {
-        uint32_t v = 0;
-        for (unsigned i = 0; i < 4; i++)
-                v |= (uint32_t) p[i] << (8 * i);
-        return v;
-}
-static inline uint64_t wal_get_u64(const uint8_t *p) {
-        uint64_t v = 0;
-        for (unsigned i = 0; i < 8; i++)
-                v |= (uint64_t) p[i] << (8 * i);
-        return v;
-}
 
 /* Checksums: seed per segment, then per record over (offset, length, type, payload). */
 uint32_t wal_seed(uint64_t wal_id, uint64_t seq);

@@ -61,12 +61,12 @@ static const char *check_record(const uint8_t *buf, size_t size, size_t off, uin
 
         if (size - off < WAL_REC_HEADER_SIZE)
                 return "record header runs past the end of the file";
-        len = wal_get_u32(buf + off);
+        len = get_le32(buf + off);
         if (len > KV_WAL_RECORD_MAX)
                 return "record length exceeds the limit";
         if (size - off - WAL_REC_HEADER_SIZE < len)
                 return "record runs past the end of the file";
-        if (wal_get_u32(buf + off + 4) != wal_record_crc(seed, off, buf[off + 8],
+        if (get_le32(buf + off + 4) != wal_record_crc(seed, off, buf[off + 8],
                                                          buf + off + WAL_REC_HEADER_SIZE, len,
                                                          NULL, 0))
                 return memcmp(buf + off, zero, sizeof(zero)) == 0
@@ -77,7 +77,7 @@ static const char *check_record(const uint8_t *buf, size_t size, size_t off, uin
 }
 
 static int push_entry(Recovery *R, uint64_t off, const uint8_t *p, size_t len) {
-        uint64_t index = wal_get_u64(p), term = wal_get_u64(p + 8);
+        uint64_t index = get_le64(p), term = get_le64(p + 8);
         WalLog *l = &R->w->log;
         int r;
 
@@ -127,7 +127,7 @@ static int push_entry(Recovery *R, uint64_t off, const uint8_t *p, size_t len) {
 }
 
 static int apply_snapshot(Recovery *R, uint64_t off, const uint8_t *p) {
-        uint64_t index = wal_get_u64(p), term = wal_get_u64(p + 8);
+        uint64_t index = get_le64(p), term = get_le64(p + 8);
         WalLog *l = &R->w->log;
 
         if (wal_log_check_snapshot(l, index) < 0)
@@ -176,7 +176,7 @@ static int apply_record(Recovery *R, WalSegment *seg, uint64_t off, uint8_t type
         case WAL_REC_HARD_STATE:
                 if (len != WAL_HARD_STATE_PAYLOAD)
                         break;
-                l->hs = (KvWalHardState) { wal_get_u64(p), wal_get_u64(p + 8), wal_get_u64(p + 16) };
+                l->hs = (KvWalHardState) { get_le64(p), get_le64(p + 8), get_le64(p + 16) };
                 return 0;
         case WAL_REC_SNAPSHOT:
                 if (len != WAL_SNAPSHOT_PAYLOAD)
@@ -185,16 +185,16 @@ static int apply_record(Recovery *R, WalSegment *seg, uint64_t off, uint8_t type
         case WAL_REC_ENTRY:
                 if (len < WAL_ENTRY_PREFIX)
                         break;
-                seg->max_index = MAX(seg->max_index, wal_get_u64(p));
+                seg->max_index = MAX(seg->max_index, get_le64(p));
                 return push_entry(R, off, p, len);
         case WAL_REC_SYNC:
                 if (len != WAL_SYNC_PAYLOAD)
                         break;
                 /* UINT64_MAX would make the writer's next batch number wrap. */
-                if (wal_get_u64(p) <= R->last_sync_no || wal_get_u64(p) == UINT64_MAX)
+                if (get_le64(p) <= R->last_sync_no || get_le64(p) == UINT64_MAX)
                         return CORRUPT(R, off, "sync batch %" PRIu64 " does not follow batch %" PRIu64,
-                                       wal_get_u64(p), R->last_sync_no);
-                R->last_sync_no = wal_get_u64(p);
+                                       get_le64(p), R->last_sync_no);
+                R->last_sync_no = get_le64(p);
                 l->sync_no = R->last_sync_no;
                 return 0;
         case WAL_REC_SEGMENT:
@@ -213,7 +213,7 @@ static int check_segment_header(Recovery *R, const WalSegment *seg, const uint8_
         uint32_t seed, len = 0;
 
         if (size < WAL_REC_HEADER_SIZE + WAL_SEGMENT_PAYLOAD || buf[8] != WAL_REC_SEGMENT ||
-            wal_get_u32(buf) != WAL_SEGMENT_PAYLOAD ||
+            get_le32(buf) != WAL_SEGMENT_PAYLOAD ||
             memcmp(buf + WAL_REC_HEADER_SIZE, WAL_MAGIC, 8) != 0)
                 return CORRUPT(R, 0, "not a WAL segment (no segment header)");
         wal_decode_segment_header(buf + WAL_REC_HEADER_SIZE, &h);
@@ -252,9 +252,9 @@ static int classify_tail(Recovery *R, const uint8_t *buf, size_t size, size_t x,
 
         if (x >= e)
                 return 1;
-        if (size - x >= WAL_REC_HEADER_SIZE && wal_get_u32(buf + x) > KV_WAL_RECORD_MAX)
+        if (size - x >= WAL_REC_HEADER_SIZE && get_le32(buf + x) > KV_WAL_RECORD_MAX)
                 return CORRUPT(R, x, "record length %" PRIu32 " exceeds the limit; a torn write "
-                               "cannot produce that", wal_get_u32(buf + x));
+                               "cannot produce that", get_le32(buf + x));
         /* A sync record after x starts a batch that was written only after the batch holding x
          * had been fdatasync()ed: x is damage to acknowledged data, not a torn write. */
         y = wal_find_sync_record(buf, size, x, e, seed);
@@ -262,7 +262,7 @@ static int classify_tail(Recovery *R, const uint8_t *buf, size_t size, size_t x,
                 return CORRUPT(R, x, "%s, and a later acknowledged write follows at offset %zu",
                                why, y);
         end = size - x < WAL_REC_HEADER_SIZE ? SIZE_MAX
-                                             : x + WAL_REC_HEADER_SIZE + wal_get_u32(buf + x);
+                                             : x + WAL_REC_HEADER_SIZE + get_le32(buf + x);
         if (end > size)
                 torn = "the last record is incomplete";
         else if (end > e)
@@ -290,7 +290,7 @@ static int read_segment(Recovery *R, WalSegment *seg, const uint8_t *buf, size_t
         r = check_segment_header(R, seg, buf, size, first, &seed);
         if (r < 0)
                 return r;
-        crc = wal_get_u32(buf + 4);
+        crc = get_le32(buf + 4);
         off = WAL_REC_HEADER_SIZE + WAL_SEGMENT_PAYLOAD;
         /* Header records are written and synced before the segment gets its name: never torn. */
         for (size_t i = 0; i < ELEMENTSOF(header_types); i++) {
@@ -301,7 +301,7 @@ static int read_segment(Recovery *R, WalSegment *seg, const uint8_t *buf, size_t
                                  header_types[i]);
                 if (r < 0)
                         return r;
-                crc = wal_get_u32(buf + off + 4);
+                crc = get_le32(buf + off + 4);
                 off += WAL_REC_HEADER_SIZE + len;
         }
         if (first) /* Entries before this segment were released; it says where the log stood. */
@@ -320,7 +320,7 @@ static int read_segment(Recovery *R, WalSegment *seg, const uint8_t *buf, size_t
                 r = apply_record(R, seg, off, buf[off + 8], buf + off + WAL_REC_HEADER_SIZE, len, 0);
                 if (r < 0)
                         return r;
-                crc = wal_get_u32(buf + off + 4);
+                crc = get_le32(buf + off + 4);
                 off += WAL_REC_HEADER_SIZE + len;
         }
         *ret_end = off;

@@ -50,11 +50,11 @@ static int put_segment_start(KvWal *w, uint64_t first_index, uint64_t prev_size,
                 .prev_size = prev_size,
                 .prev_crc = prev_crc,
         });
-        wal_put_u64(hs, w->log.hs.term);
-        wal_put_u64(hs + 8, w->log.hs.vote);
-        wal_put_u64(hs + 16, w->log.hs.commit);
-        wal_put_u64(snap, w->log.snap_index);
-        wal_put_u64(snap + 8, w->log.snap_term);
+        put_le64(hs, w->log.hs.term);
+        put_le64(hs + 8, w->log.hs.vote);
+        put_le64(hs + 16, w->log.hs.commit);
+        put_le64(snap, w->log.snap_index);
+        put_le64(snap + 8, w->log.snap_term);
         r = put_raw(w, WAL_REC_SEGMENT, h, sizeof(h), NULL, 0);
         if (r >= 0)
                 r = put_raw(w, WAL_REC_METADATA, w->metadata, w->metadata_len, NULL, 0);
@@ -119,7 +119,7 @@ static int begin_batch(KvWal *w) {
          * anywhere near. */
         if (w->log.sync_no >= UINT64_MAX - 1)
                 return -EOVERFLOW;
-        wal_put_u64(no, w->log.sync_no + 1);
+        put_le64(no, w->log.sync_no + 1);
         w->log.sync_no++;
         return put(w, WAL_REC_SYNC, no, sizeof(no), NULL, 0);
 }
@@ -173,8 +173,8 @@ int kv_wal_append(KvWal *w, const KvWalEntry *entries, size_t n, const KvWalHard
         r = begin_batch(w);
         for (size_t i = 0; r >= 0 && i < n; i++) {
                 uint8_t p[WAL_ENTRY_PREFIX];
-                wal_put_u64(p, entries[i].index);
-                wal_put_u64(p + 8, entries[i].term);
+                put_le64(p, entries[i].index);
+                put_le64(p + 8, entries[i].term);
                 p[16] = entries[i].type;
                 r = put(w, WAL_REC_ENTRY, p, sizeof(p), entries[i].data, entries[i].len);
                 /* An index at or below the last one replaces it and drops the rest. */
@@ -185,9 +185,9 @@ int kv_wal_append(KvWal *w, const KvWalEntry *entries, size_t n, const KvWalHard
          * own batch that did not. */
         if (r >= 0 && hs) {
                 uint8_t p[WAL_HARD_STATE_PAYLOAD];
-                wal_put_u64(p, hs->term);
-                wal_put_u64(p + 8, hs->vote);
-                wal_put_u64(p + 16, hs->commit);
+                put_le64(p, hs->term);
+                put_le64(p + 8, hs->vote);
+                put_le64(p + 16, hs->commit);
                 r = put(w, WAL_REC_HARD_STATE, p, sizeof(p), NULL, 0);
                 w->log.hs = *hs;
         }
@@ -209,8 +209,8 @@ int kv_wal_mark_snapshot(KvWal *w, uint64_t index, uint64_t term) {
                                "snapshot marker %" PRIu64 " is below the previous one (%" PRIu64 ")",
                                index, w->log.snap_index);
         s = save(w);
-        wal_put_u64(p, index);
-        wal_put_u64(p + 8, term);
+        put_le64(p, index);
+        put_le64(p + 8, term);
         r = begin_batch(w);
         if (r >= 0)
                 r = put(w, WAL_REC_SNAPSHOT, p, sizeof(p), NULL, 0);

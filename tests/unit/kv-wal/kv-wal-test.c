@@ -178,12 +178,12 @@ void test_resign(uint8_t *p, size_t size) {
         uint32_t seed;
 
         assert_true(size >= WAL_REC_HEADER_SIZE + WAL_SEGMENT_PAYLOAD);
-        seed = wal_seed(wal_get_u64(p + WAL_REC_HEADER_SIZE + 16), wal_get_u64(p + WAL_REC_HEADER_SIZE + 24));
+        seed = wal_seed(get_le64(p + WAL_REC_HEADER_SIZE + 16), get_le64(p + WAL_REC_HEADER_SIZE + 24));
         for (size_t off = 0; size - off >= WAL_REC_HEADER_SIZE;) {
-                uint32_t len = wal_get_u32(p + off);
+                uint32_t len = get_le32(p + off);
                 if (len > size - off - WAL_REC_HEADER_SIZE || p[off + 8] == 0)
                         break;
-                wal_put_u32(p + off + 4, wal_record_crc(seed, off, p[off + 8],
+                put_le32(p + off + 4, wal_record_crc(seed, off, p[off + 8],
                                                         p + off + WAL_REC_HEADER_SIZE, len, NULL, 0));
                 off += WAL_REC_HEADER_SIZE + len;
         }
