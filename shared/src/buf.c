@@ -277,14 +277,19 @@ int url_unescape(const char *s, size_t len, int form, char **ret, size_t *ret_ba
 
 /* Length of the valid UTF-8 sequence at p (at most n bytes), or 0 if it is invalid. Rejects
  * overlong forms, surrogates and code points past U+10FFFF, as RFC 3629 requires. */
-static size_t utf8_seq(const unsigned char *p, size_t n) {
-        unsigned char c = p[0];
+size_t utf8_decode(const void *s, size_t n, uint32_t *ret_cp) {
+        const unsigned char *p = s;
+        unsigned char c;
         size_t len;
         uint32_t cp;
 
-        if (c < 0x80)
-                return 1;
-        if (c >= 0xC2 && c <= 0xDF) {
+        if (n == 0)
+                return 0;
+        c = p[0];
+        if (c < 0x80) {
+                len = 1;
+                cp = c;
+        } else if (c >= 0xC2 && c <= 0xDF) {
                 len = 2;
                 cp = c & 0x1F;
         } else if (c >= 0xE0 && c <= 0xEF) {
@@ -304,13 +309,15 @@ static size_t utf8_seq(const unsigned char *p, size_t n) {
         }
         if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
                 return 0;
+        if (ret_cp)
+                *ret_cp = cp;
         return len;
 }
 
 bool utf8_valid(const char *s, size_t len) {
         const unsigned char *p = (const unsigned char *) s;
         for (size_t i = 0; i < len;) {
-                size_t l = utf8_seq(p + i, len - i);
+                size_t l = utf8_decode(p + i, len - i, NULL);
                 if (l == 0)
                         return false;
                 i += l;
@@ -325,7 +332,7 @@ char *utf8_sanitize(const char *s, size_t len) {
         if (buf_reserve(&b, len) < 0)
                 return NULL;
         for (size_t i = 0; i < len;) {
-                size_t l = utf8_seq(p + i, len - i);
+                size_t l = utf8_decode(p + i, len - i, NULL);
                 int r = l ? buf_append(&b, p + i, l) : buf_append(&b, "\xEF\xBF\xBD", 3);
                 if (r < 0) {
                         buf_done(&b);

@@ -185,33 +185,6 @@ void kv_store_result_done(KvStoreResult *r) {
         *r = KV_STORE_RESULT_NULL;
 }
 
-/* Length of the valid UTF-8 sequence at p (n bytes left), 0 if invalid: Go's utf8 rules. */
-static size_t utf8_len(const unsigned char *p, size_t n, uint32_t *ret_cp) {
-        unsigned char c = p[0];
-        size_t len;
-        uint32_t cp;
-
-        if (c >= 0xC2 && c <= 0xDF)
-                len = 2, cp = c & 0x1F;
-        else if (c >= 0xE0 && c <= 0xEF)
-                len = 3, cp = c & 0x0F;
-        else if (c >= 0xF0 && c <= 0xF4)
-                len = 4, cp = c & 0x07;
-        else
-                return 0;
-        if (n < len)
-                return 0;
-        for (size_t i = 1; i < len; i++) {
-                if ((p[i] & 0xC0) != 0x80)
-                        return 0;
-                cp = cp << 6 | (p[i] & 0x3F);
-        }
-        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-                return 0;
-        *ret_cp = cp;
-        return len;
-}
-
 /* Go's encodeState.string with escapeHTML = true. */
 static int json_string(Buf *b, const char *s) {
         static const char hex[] = "0123456789abcdef";
@@ -242,7 +215,7 @@ static int json_string(Buf *b, const char *s) {
                         else
                                 memcpy(esc + 1, "u00", 3), esc[4] = hex[c >> 4], esc[5] = hex[c & 15], el = 6;
                 } else {
-                        adv = utf8_len(p + i, n - i, &cp);
+                        adv = utf8_decode(p + i, n - i, &cp);
                         if (adv == 0)
                                 memcpy(esc, "\\ufffd", 6), el = 6, adv = 1;
                         else if (cp == 0x2028 || cp == 0x2029)

@@ -52,6 +52,10 @@ char *strv_join(char *const *l, const char *separator);
 /* UTF-8 validation. utf8_sanitize returns a copy where every invalid sequence is replaced by
  * U+FFFD, as Go's encoding/json does (and so etcd), or NULL on OOM. */
 bool utf8_valid(const char *s, size_t len);
+/* Length of the valid UTF-8 sequence at s (n bytes left) and its code point in *ret_cp (may be
+ * NULL), or 0 if invalid: overlong forms, surrogates and code points past U+10FFFF are invalid,
+ * as in Go's unicode/utf8. */
+size_t utf8_decode(const void *s, size_t n, uint32_t *ret_cp);
 char *utf8_sanitize(const char *s, size_t len);
 
 /* Percent-encoding for URL path segments and form values (RFC 3986 unreserved kept; '/' kept

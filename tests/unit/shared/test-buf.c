@@ -134,8 +134,28 @@ static void utf8_validation_and_sanitizing(void **state) {
         assert_string_equal(c, "");
 }
 
+static void utf8_decode_gives_code_points(void **state) {
+        uint32_t cp = 0;
+
+        assert_int_equal(utf8_decode("A", 1, &cp), 1);
+        assert_int_equal(cp, 0x41);
+        assert_int_equal(utf8_decode("\xc3\xa9x", 3, &cp), 2);
+        assert_int_equal(cp, 0xE9);
+        assert_int_equal(utf8_decode("\xe2\x80\xa8", 3, &cp), 3);
+        assert_int_equal(cp, 0x2028);
+        assert_int_equal(utf8_decode("\xf4\x8f\xbf\xbf", 4, &cp), 4);
+        assert_int_equal(cp, 0x10FFFF);
+        assert_int_equal(utf8_decode("\xf0\x9f\x98\x80", 4, NULL), 4);
+        cp = 7;
+        assert_int_equal(utf8_decode("\xe0\x80\xaf", 3, &cp), 0); /* overlong */
+        assert_int_equal(utf8_decode("\xc3", 1, &cp), 0);          /* truncated */
+        assert_int_equal(utf8_decode("", 0, &cp), 0);
+        assert_int_equal(cp, 7); /* untouched on failure */
+}
+
 TEST_MAIN(cmocka_unit_test(append_grows_and_terminates),
           cmocka_unit_test(u64_prints_as_printf_does),
+          cmocka_unit_test(utf8_decode_gives_code_points),
           cmocka_unit_test(limit_refuses_and_leaves_buffer_unchanged),
           cmocka_unit_test(consume_and_steal),
           cmocka_unit_test(strv_split_trims_and_drops_empty),
