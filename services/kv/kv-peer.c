@@ -110,31 +110,15 @@ static int frame_append(Buf *b, uint8_t type, const void *payload, size_t len) {
 }
 
 int kv_peer_parse_url(const char *url, char **ret_host, char **ret_port) {
-        const char *a = startswith(url, "http://") ?: startswith(url, "https://") ?: url, *port, *end;
-        _cleanup_free_ char *host = NULL, *p = NULL;
-        uint32_t n;
+        _cleanup_free_ char *host = NULL, *port = NULL;
+        int r = net_split_host_port(url, &host, &port);
 
-        if (a[0] == '[') {
-                const char *close_b = strchr(a, ']');
-                if (!close_b || close_b[1] != ':')
-                        return -EINVAL;
-                host = strndup(a + 1, (size_t) (close_b - a - 1));
-                port = close_b + 2;
-        } else {
-                const char *colon = strchr(a, ':');
-                if (!colon)
-                        return -EINVAL;
-                host = strndup(a, (size_t) (colon - a));
-                port = colon + 1;
-        }
-        end = port + strcspn(port, "/");
-        p = strndup(port, (size_t) (end - port));
-        if (!host || !p)
-                return -ENOMEM;
-        if (isempty(host) || safe_atou32(p, &n) < 0 || n > 65535)
+        if (r < 0)
+                return r;
+        if (isempty(host))
                 return -EINVAL;
         *ret_host = TAKE_PTR(host);
-        *ret_port = TAKE_PTR(p);
+        *ret_port = TAKE_PTR(port);
         return 0;
 }
 

@@ -1112,36 +1112,12 @@ static int on_mhd_timer(sd_event_source *src, uint64_t usec, void *userdata) {
 }
 
 static int listen_socket(const char *address, int *ret_fd) {
-        _cleanup_free_ char *host = NULL;
-        const char *a = address, *colon, *port;
-        int r;
+        _cleanup_free_ char *host = NULL, *port = NULL;
+        int r = net_split_host_port(address, &host, &port);
 
-        a = startswith(a, "http://") ?: a;
-        if (a[0] == '[') {
-                const char *close_b = strchr(a, ']');
-                if (!close_b || close_b[1] != ':')
-                        return -EINVAL;
-                host = strndup(a + 1, (size_t) (close_b - a - 1));
-                port = close_b + 2;
-        } else {
-                colon = strrchr(a, ':');
-                if (!colon)
-                        return -EINVAL;
-                host = strndup(a, (size_t) (colon - a));
-                port = colon + 1;
-        }
-        if (!host)
-                return -ENOMEM;
-        {
-                char *slash = strchr(port, '/');
-                _cleanup_free_ char *p = slash ? strndup(port, (size_t) (slash - port)) : strdup(port);
-                uint32_t pn;
-                if (!p)
-                        return -ENOMEM;
-                if (safe_atou32(p, &pn) < 0 || pn > 65535)
-                        return -EINVAL;
-                r = net_listen(isempty(host) ? NULL : host, p, 1024);
-        }
+        if (r < 0)
+                return r;
+        r = net_listen(isempty(host) ? NULL : host, port, 1024);
         if (r < 0)
                 return r;
         *ret_fd = r;

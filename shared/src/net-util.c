@@ -79,3 +79,45 @@ int net_listen(const char *host, const char *port, int backlog) {
         freeaddrinfo(ai);
         return fd >= 0 ? fd : r;
 }
+
+int net_split_host_port(const char *address, char **ret_host, char **ret_port) {
+        const char *a, *port, *end;
+        char *host, *p;
+        size_t hl;
+
+        if (!address)
+                return -EINVAL;
+        a = address;
+        if (strncmp(a, "http://", 7) == 0)
+                a += 7;
+        else if (strncmp(a, "https://", 8) == 0)
+                a += 8;
+        if (a[0] == '[') {
+                const char *close_b = strchr(a, ']');
+                if (!close_b || close_b[1] != ':')
+                        return -EINVAL;
+                a++;
+                hl = (size_t) (close_b - a);
+                port = close_b + 2;
+        } else {
+                const char *colon = strrchr(a, ':');
+                if (!colon)
+                        return -EINVAL;
+                hl = (size_t) (colon - a);
+                port = colon + 1;
+        }
+        end = port + strcspn(port, "/");
+        if (end == port || (size_t) (end - port) > 5 || strspn(port, "0123456789") != (size_t) (end - port) ||
+            atoi(port) > 65535)
+                return -EINVAL;
+        host = strndup(a, hl);
+        p = strndup(port, (size_t) (end - port));
+        if (!host || !p) {
+                free(host);
+                free(p);
+                return -ENOMEM;
+        }
+        *ret_host = host;
+        *ret_port = p;
+        return 0;
+}

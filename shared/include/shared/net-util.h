@@ -15,3 +15,8 @@ int net_resolve(const char *host, const char *port, int flags, struct addrinfo *
  * 127.0.0.1 exists, e.g. IPv6 off in a namespace): the first that binds is taken. Returns the fd
  * or a negative errno (net_resolve()'s, or the last socket/bind/listen error). */
 int net_listen(const char *host, const char *port, int backlog);
+
+/* Splits "[http[s]://]host:port[/path]" or "[http[s]://][v6addr]:port[/path]" into host and
+ * port. The host may be empty (":2379", meaning every address to a listener); the port must be
+ * a number up to 65535. -EINVAL for anything else. */
+int net_split_host_port(const char *address, char **ret_host, char **ret_port);

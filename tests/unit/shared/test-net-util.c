@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include "shared/net-util.h"
@@ -90,5 +91,36 @@ static void listen_binds_and_reports_errors(void **state) {
         close(fd);
 }
 
+static void split_host_port(void **state) {
+        static const struct {
+                const char *in, *host, *port;
+        } ok[] = {
+                { "http://10.0.0.1:2380", "10.0.0.1", "2380" },
+                { "https://etcd.example:2379/", "etcd.example", "2379" },
+                { "http://[::1]:2380/v2", "::1", "2380" },
+                { "127.0.0.1:0", "127.0.0.1", "0" },
+                { ":2379", "", "2379" },
+                { "http://[::]:65535", "::", "65535" },
+        };
+        static const char *const bad[] = { "http://host", "http://host:", "http://host:99999", "http://host:80x",
+                                           "http://[::1:2380", "http://[::1]2380", "host:123456", "" };
+
+        for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+                char *h = NULL, *p = NULL;
+                assert_int_equal(net_split_host_port(ok[i].in, &h, &p), 0);
+                assert_string_equal(h, ok[i].host);
+                assert_string_equal(p, ok[i].port);
+                free(h);
+                free(p);
+        }
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                char *h = NULL, *p = NULL;
+                if (net_split_host_port(bad[i], &h, &p) != -EINVAL)
+                        fail_msg("'%s' accepted", bad[i]);
+                assert_null(h);
+                assert_null(p);
+        }
+}
+
 TEST_MAIN(cmocka_unit_test(localhost_is_loopback), cmocka_unit_test(numeric_addresses), cmocka_unit_test(bad_ports),
-          cmocka_unit_test(listen_binds_and_reports_errors))
+          cmocka_unit_test(listen_binds_and_reports_errors), cmocka_unit_test(split_host_port))
