@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,18 +198,6 @@ int kv_snap_writer_write(KvSnapWriter *s, const void *data, size_t len) {
         return 0;
 }
 
-static int fsync_parent(const char *dir) {
-        _cleanup_free_ char *copy = strdup(dir);
-        _cleanup_close_ int fd = -EBADF;
-
-        if (!copy)
-                return -ENOMEM;
-        fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) < 0)
-                return -errno;
-        return 0;
-}
-
 int kv_snap_writer_commit(KvSnapWriter *s, unsigned keep) {
         uint8_t t[SNAP_TRAILER_SIZE] = {};
         int r;
@@ -238,7 +225,7 @@ int kv_snap_writer_commit(KvSnapWriter *s, unsigned keep) {
                 return s->broken = wal_error(NULL, -errno, s->dir, NULL, UINT64_MAX,
                                              "cannot sync directory: %m");
         if (s->made_dir) {
-                r = fsync_parent(s->dir);
+                r = wal_fsync_parent(s->dir);
                 if (r < 0)
                         return s->broken = wal_error(NULL, r, s->dir, NULL, UINT64_MAX,
                                                      "cannot sync parent directory: %m");

@@ -4,6 +4,8 @@
  * wrapper, so the fuzz target and the tests reach all of it through kv_wal_open(). */
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
+#include <stdlib.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -258,5 +260,17 @@ int wal_preallocate(int fd, uint64_t size) {
                         return 0;
                 return -errno;
         }
+        return 0;
+}
+
+int wal_fsync_parent(const char *dir) {
+        _cleanup_free_ char *copy = strdup(dir);
+        _cleanup_close_ int fd = -EBADF;
+
+        if (!copy)
+                return -ENOMEM;
+        fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) < 0)
+                return -errno;
         return 0;
 }

@@ -134,6 +134,8 @@ int wal_log_check_snapshot(const WalLog *l, uint64_t index);
 
 /* Torn-write analysis of a segment image (see docs/kv-wal.md, "Recovery"). */
 size_t wal_data_end(const uint8_t *buf, size_t size);
+/* fsync()s the directory that contains dir, so a newly created dir's own name is durable. */
+int wal_fsync_parent(const char *dir);
 bool wal_has_zero_chunk(const uint8_t *buf, size_t start, size_t end);
 /* Offset of a valid sync record starting in (after, end), or SIZE_MAX. */
 size_t wal_find_sync_record(const uint8_t *buf, size_t size, size_t after, size_t end,

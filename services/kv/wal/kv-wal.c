@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/file.h>
@@ -495,18 +494,6 @@ int kv_wal_open(const char *dir, const KvWalOptions *opts, KvWal **ret, KvWalSta
         return 0;
 }
 
-static int parent_fsync(const char *dir) {
-        _cleanup_free_ char *copy = strdup(dir);
-        _cleanup_close_ int fd = -EBADF;
-
-        if (!copy)
-                return -ENOMEM;
-        fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0 || fsync(fd) < 0)
-                return -errno;
-        return 0;
-}
-
 static int dir_has_wal(int dir_fd) {
         DIR *d = fdopendir(openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
         int r = 0;
@@ -563,7 +550,7 @@ int kv_wal_create(const char *dir, const void *metadata, size_t len) {
         if (r < 0)
                 return wal_error(NULL, r, dir, name, UINT64_MAX, "cannot write: %m");
         if (made) {
-                r = parent_fsync(dir);
+                r = wal_fsync_parent(dir);
                 if (r < 0)
                         return wal_error(NULL, r, dir, NULL, UINT64_MAX,
                                          "cannot sync the parent directory: %m");
