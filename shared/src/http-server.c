@@ -444,21 +444,26 @@ static int respond(HttpRequest *req, unsigned status, struct MHD_Response *resp)
         return 0;
 }
 
+/* add_headers() and respond(); consumes resp in every case. */
+static int respond_with_headers(HttpRequest *req, unsigned status, struct MHD_Response *resp, const char *content_type) {
+        int r = add_headers(req, resp, content_type);
+
+        if (r < 0) {
+                MHD_destroy_response(resp);
+                return r;
+        }
+        return respond(req, status, resp);
+}
+
 int http_reply_take(HttpRequest *req, unsigned status, const char *content_type, void *body, size_t len) {
         struct MHD_Response *resp;
-        int r;
 
         resp = MHD_create_response_from_buffer(len, body ?: (void *) "", body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
         if (!resp) {
                 free(body);
                 return -ENOMEM;
         }
-        r = add_headers(req, resp, content_type);
-        if (r < 0) {
-                MHD_destroy_response(resp);
-                return r;
-        }
-        return respond(req, status, resp);
+        return respond_with_headers(req, status, resp, content_type);
 }
 
 typedef struct ChunkedBody {
@@ -486,7 +491,6 @@ static void chunked_body_free(void *cls) {
 int http_reply_take_chunked(HttpRequest *req, unsigned status, const char *content_type, void *body, size_t len) {
         struct MHD_Response *resp;
         ChunkedBody *c = new0(ChunkedBody, 1);
-        int r;
 
         if (!c) {
                 free(body);
@@ -499,12 +503,7 @@ int http_reply_take_chunked(HttpRequest *req, unsigned status, const char *conte
                 chunked_body_free(c);
                 return -ENOMEM;
         }
-        r = add_headers(req, resp, content_type);
-        if (r < 0) {
-                MHD_destroy_response(resp);
-                return r;
-        }
-        return respond(req, status, resp);
+        return respond_with_headers(req, status, resp, content_type);
 }
 
 int http_reply(HttpRequest *req, unsigned status, const char *content_type, const void *body, size_t len) {
