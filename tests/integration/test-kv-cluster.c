@@ -3,7 +3,9 @@
  * under continuous writes loses no acknowledged write; an isolated minority cannot write; a
  * member that was down catches up (from a snapshot, for flotilla-kv). Runs against flotilla-kv
  * or etcd ($FLOTILLA_TEST_KV_BIN), so the test itself is checked against the reference. */
+#include <limits.h>
 #include <signal.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -272,6 +274,56 @@ static void healthy_member_lists_its_client_urls(void **state) {
         test_kv_cluster_stop(c);
 }
 
+static uint64_t snapshot_index(TestKvConn *k) {
+        _cleanup_free_ char *metrics = NULL;
+        const char *s;
+
+        assert_int_equal(test_kv_do(k, "GET", "/metrics", NULL, &metrics), 200);
+        s = strstr(metrics, "\nflotilla_kv_raft_snapshot_index ");
+        assert_non_null(s);
+        return strtoull(s + strlen("\nflotilla_kv_raft_snapshot_index "), NULL, 10);
+}
+
+/* flotilla-kv writes snapshots in a child process. A child that cannot write its file (here the
+ * snapshot directory is replaced by a plain file, which even root cannot write into) leaves the
+ * member serving and its last snapshot as it was; once the directory is back, the retry records
+ * a snapshot. */
+static void failed_snapshot_writer_is_retried(void **state) {
+        static const char *const args[] = { "--snapshot-count", "100", NULL };
+        TestKvCluster *c = NULL;
+        TestKvConn *k;
+        char snap[PATH_MAX], away[PATH_MAX];
+        uint64_t before = 0, after = 0;
+
+        if (!getenv("FLOTILLA_TEST_KV_BIN") || !strstr(getenv("FLOTILLA_TEST_KV_BIN"), "flotilla-kv"))
+                skip(); /* etcd writes its snapshots its own way */
+        assert_int_equal(test_kv_cluster_start_args(&c, 3, args), 0);
+        k = test_kv_conn_new(c->urls[0]);
+        before = snapshot_index(k);
+        (void) snprintf(snap, sizeof(snap), "%s/m0/member/snap", c->dir);
+        (void) snprintf(away, sizeof(away), "%s/m0/member/snap.away", c->dir);
+        assert_int_equal(rename(snap, away), 0);
+        assert_int_equal(test_write_file(snap, "not a directory"), 0);
+
+        for (int i = 0; i < 300; i++) {
+                char path[64], form[32];
+                (void) snprintf(path, sizeof(path), "/v2/keys/snapfail/k%d", i);
+                (void) snprintf(form, sizeof(form), "value=%d", i);
+                assert_true(test_kv_do(k, "PUT", path, form, NULL) / 100 == 2);
+        }
+        usleep(500000); /* the child has had time to fail, and the parent to see it */
+        assert_int_equal(snapshot_index(k), before);
+        assert_int_equal(test_kv_do(k, "GET", "/v2/keys/snapfail/k299", NULL, NULL), 200);
+
+        assert_int_equal(unlink(snap), 0);
+        assert_int_equal(rename(away, snap), 0);
+        for (int i = 0; i < 150 && (after = snapshot_index(k)) <= before; i++)
+                usleep(100000); /* the retry comes 10 s after the failure */
+        assert_true(after >= before + 100);
+        test_kv_conn_free(k);
+        test_kv_cluster_stop(c);
+}
+
 /* A member down while the others write and snapshot past it catches up when it returns. */
 static void restarted_member_catches_up(void **state) {
         /* etcd 3.4 keeps 5000 entries after a snapshot and has no flag for it; flotilla-kv keeps
@@ -324,4 +376,5 @@ TEST_MAIN_GROUP(group_setup, group_teardown,
                 cmocka_unit_test(isolated_minority_cannot_write),
                 cmocka_unit_test(restarted_member_catches_up),
                 cmocka_unit_test(stopping_leader_hands_over),
-                cmocka_unit_test(healthy_member_lists_its_client_urls))
+                cmocka_unit_test(healthy_member_lists_its_client_urls),
+                cmocka_unit_test(failed_snapshot_writer_is_retried))
