@@ -85,6 +85,7 @@ struct KvPeerTransport {
         sd_event *event;
         KvPeerConfig cfg;
         Peer *peers;
+        sd_event_source *flush;   /* defer: sends what this loop iteration queued */
         Inbound *inbound;
         unsigned n_inbound;
         int listen_fds[MAX_LISTENERS];
@@ -408,6 +409,33 @@ int kv_peer_remove(KvPeerTransport *t, uint64_t id) {
         return 0;
 }
 
+/* Frames queued while the loop dispatches one event (every message of a Raft Ready) go out
+ * together once it is done, with one send() per peer and no epoll change: EPOLLOUT is only
+ * watched for a peer whose socket buffer filled up. */
+static int on_flush(sd_event_source *s, void *userdata) {
+        KvPeerTransport *t = userdata;
+
+        for (Peer *p = t->peers, *next; p; p = next) {
+                int r;
+
+                next = p->next; /* peer_fail() keeps p, but stay safe against list changes */
+                if (p->state != PEER_UP || p->out.len <= p->out_off)
+                        continue;
+                r = peer_flush(p);
+                if (r < 0) {
+                        peer_fail(p, r, "connection lost");
+                        continue;
+                }
+                peer_update_events(p);
+        }
+        return 0;
+}
+
+static void schedule_flush(KvPeerTransport *t) {
+        if (t->flush)
+                (void) sd_event_source_set_enabled(t->flush, SD_EVENT_ONESHOT);
+}
+
 int kv_peer_send(KvPeerTransport *t, uint64_t to, const void *msg, size_t len) {
         Peer *p = peer_find(t, to);
         int r;
@@ -430,7 +458,7 @@ int kv_peer_send(KvPeerTransport *t, uint64_t to, const void *msg, size_t len) {
                 return r;
         }
         p->stats.messages_sent++;
-        peer_update_events(p);
+        schedule_flush(t);
         return 0;
 }
 
@@ -442,7 +470,7 @@ void kv_peer_ping_all(KvPeerTransport *t) {
                 put_le64(nonce, now_usec(CLOCK_MONOTONIC));
                 if (frame_append(&p->out, FRAME_PING, nonce, sizeof(nonce)) >= 0) {
                         p->stats.pings++;
-                        peer_update_events(p);
+                        schedule_flush(t);
                 }
         }
 }
@@ -691,6 +719,11 @@ int kv_peer_new(KvPeerTransport **ret, sd_event *e, const KvPeerConfig *cfg) {
         DEFAULT(backoff_min_usec, 100 * USEC_PER_MSEC);
         DEFAULT(backoff_max_usec, 2 * USEC_PER_SEC);
 #undef DEFAULT
+        if (sd_event_add_defer(e, &t->flush, on_flush, t) < 0 ||
+            sd_event_source_set_enabled(t->flush, SD_EVENT_OFF) < 0) {
+                kv_peer_free(t);
+                return -ENOMEM;
+        }
         *ret = t;
         return 0;
 }
@@ -706,6 +739,7 @@ KvPeerTransport *kv_peer_free(KvPeerTransport *t) {
                 sd_event_source_disable_unref(t->listen_io[i]);
                 safe_close(t->listen_fds[i]);
         }
+        sd_event_source_disable_unref(t->flush);
         sd_event_unref(t->event);
         free(t);
         return NULL;
