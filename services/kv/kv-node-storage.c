@@ -408,11 +408,15 @@ static int snapshot_commit(KvNode *n, uint64_t index, uint64_t term, const RaftC
  * when the child has exited successfully (kv_node_snapshot_poll()). */
 int kv_node_maybe_snapshot(KvNode *n) {
         uint64_t index = n->applied_index, term = n->applied_term;
-        usec_t now = now_usec(CLOCK_MONOTONIC);
-        pid_t parent = getpid(), pid;
+        pid_t parent, pid;
+        usec_t now;
 
-        if (n->snap_pid > 0 || now < n->snap_retry_usec || index < n->snapshot_index + n->cfg->snapshot_count)
+        if (n->snap_pid > 0 || index < n->snapshot_index + n->cfg->snapshot_count)
                 return 0;
+        now = now_usec(CLOCK_MONOTONIC);
+        if (now < n->snap_retry_usec)
+                return 0;
+        parent = getpid();
         pid = fork();
         if (pid == 0) {
                 /* The child: no event loop, no inherited descriptors but stdio (not the WAL's
