@@ -445,13 +445,14 @@ int kv_node_maybe_snapshot(KvNode *n) {
 }
 
 int kv_node_snapshot_poll(KvNode *n) {
-        int status = 0;
+        int status = 0, error;
         pid_t p;
 
         if (n->snap_pid <= 0)
                 return 0;
         p = waitpid(n->snap_pid, &status, WNOHANG);
-        if (p == 0 || (p < 0 && errno == EINTR))
+        error = p < 0 ? errno : 0;
+        if (p == 0 || error == EINTR)
                 return 0;
         n->snap_pid = 0;
         if (p < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
@@ -459,7 +460,7 @@ int kv_node_snapshot_poll(KvNode *n) {
                 n->snap_retry_usec = now_usec(CLOCK_MONOTONIC) + KV_SNAPSHOT_RETRY_USEC;
                 log_error("The snapshot writer for index %" PRIu64 " failed (%s %d); retrying in %u s.", n->snap_job_index,
                           p < 0 ? "waitpid errno" : WIFSIGNALED(status) ? "signal" : "exit status",
-                          p < 0 ? errno : WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+                          p < 0 ? error : WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
                           (unsigned) (KV_SNAPSHOT_RETRY_USEC / USEC_PER_SEC));
                 return 0;
         }

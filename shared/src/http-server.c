@@ -880,7 +880,8 @@ static const char *method_label(const char *m) {
  * with the request's last bytes produces no further edge, so a client that half-closed would
  * keep its connection until a timeout. The periodic sweep peeks for that EOF on connections that
  * are idle or still receiving a request (which can then never complete) and shuts them down,
- * which hands MHD the event it needs to close. Busy connections are left alone: their reply is still due. */
+ * which hands MHD the event it needs to close. Busy connections are left alone: their reply is
+ * still due. */
 static void conn_check_eof(HttpConn *conn) {
         char c;
 
