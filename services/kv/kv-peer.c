@@ -719,7 +719,9 @@ int kv_peer_new(KvPeerTransport **ret, sd_event *e, const KvPeerConfig *cfg) {
         DEFAULT(backoff_min_usec, 100 * USEC_PER_MSEC);
         DEFAULT(backoff_max_usec, 2 * USEC_PER_SEC);
 #undef DEFAULT
+        /* Peer traffic goes before client requests, as the peers' own sockets do. */
         if (sd_event_add_defer(e, &t->flush, on_flush, t) < 0 ||
+            sd_event_source_set_priority(t->flush, KV_PEER_PRIORITY) < 0 ||
             sd_event_source_set_enabled(t->flush, SD_EVENT_OFF) < 0) {
                 kv_peer_free(t);
                 return -ENOMEM;
