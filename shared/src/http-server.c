@@ -399,6 +399,9 @@ unsigned http_server_suspended(HttpServer *s) {
 /* ---------------------------------------------------------------- replies */
 
 int http_reply_header(HttpRequest *req, const char *name, const char *value) {
+        /* One allocation for a typical reply's headers (an etcd reply has seven), not three. */
+        if (req->reply_headers.alloc == 0)
+                (void) buf_reserve(&req->reply_headers, 480);
         if (buf_append(&req->reply_headers, name, strlen(name) + 1) < 0 ||
             buf_append(&req->reply_headers, value, strlen(value) + 1) < 0)
                 return -ENOMEM;
