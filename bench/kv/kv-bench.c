@@ -8,7 +8,8 @@
  *            [--value-size B] [--keys K] [--watchers W] [--events E] [--interval-ms MS]
  *
  * watch: W connections long-poll one key; a writer sets it E times, MS (20) ms apart, with its send
- * time in the value; each watcher's delivery latency is recorded.
+ * time in the value; each watcher's delivery latency is recorded, up to the kernel's receive
+ * timestamp of the bytes that completed the response.
  * fill: writes keys bench/k0 .. bench/k<K-1> once each (for memory and restart measurements). */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,7 +36,9 @@ typedef struct Conn {
         int fd;
         int endpoint;
         bool watcher;
+        bool out_armed;                 /* EPOLLOUT registered */
         uint64_t sent_usec;
+        uint64_t rx_real_usec;          /* kernel receive time of the last bytes read (watchers) */
         uint64_t wait_index;
         char rbuf[RBUF];
         size_t rlen;
@@ -62,6 +65,14 @@ static struct {
 static uint64_t now_us(void) {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* The writer stamps each change with this clock because the kernel's receive timestamps
+ * (SO_TIMESTAMPNS) that watchers compare it with are CLOCK_REALTIME. */
+static uint64_t real_us(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
         return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
 }
 
@@ -94,6 +105,13 @@ static int conn_open(Conn *c) {
         if (c->fd < 0)
                 return -errno;
         (void) setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        /* Watch deliveries are timed when the kernel received them, not when this one thread got
+         * round to them: with 1000 watchers the client's own queue would otherwise be measured. */
+        if (B.mode == MODE_WATCH && setsockopt(c->fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) < 0) {
+                int r = -errno;
+                close(c->fd);
+                return r;
+        }
         if (connect(c->fd, (struct sockaddr *) &B.addr[c->endpoint], sizeof(B.addr[0])) < 0) {
                 int r = -errno;
                 close(c->fd);
@@ -111,8 +129,12 @@ static void conn_flush(Conn *c) {
                         break;
                 c->woff += (size_t) n;
         }
-        struct epoll_event ev = { .events = EPOLLIN | (c->woff < c->wlen ? EPOLLOUT : 0), .data.ptr = c };
-        (void) epoll_ctl(B.epfd, EPOLL_CTL_MOD, c->fd, &ev);
+        bool want_out = c->woff < c->wlen;
+        if (want_out != c->out_armed) { /* an epoll_ctl per request would be most of this client's cost */
+                struct epoll_event ev = { .events = EPOLLIN | (want_out ? EPOLLOUT : 0), .data.ptr = c };
+                (void) epoll_ctl(B.epfd, EPOLL_CTL_MOD, c->fd, &ev);
+                c->out_armed = want_out;
+        }
 }
 
 static void conn_request(Conn *c) {
@@ -141,7 +163,7 @@ static void conn_request(Conn *c) {
         else if (B.mode == MODE_WATCH) /* the writer */
                 n = snprintf(c->wbuf, sizeof(c->wbuf),
                              "PUT /v2/keys/bench-fanout HTTP/1.1\r\nHost: %s\r\nContent-Type: application/x-www-form-urlencoded\r\n"
-                             "Content-Length: 26\r\n\r\nvalue=t%019llu", h, (unsigned long long) now_us());
+                             "Content-Length: 26\r\n\r\nvalue=t%019llu", h, (unsigned long long) real_us());
         else
                 n = snprintf(c->wbuf, sizeof(c->wbuf), "GET /v2/keys/bench/k%u%s HTTP/1.1\r\nHost: %s\r\n\r\n", k,
                              B.mode == MODE_QREAD ? "?quorum=true" : "", h);
@@ -190,7 +212,8 @@ static void on_response(Conn *c, int status, const char *body, size_t blen) {
         if (c->watcher) {
                 const char *t = memmem(body, blen, "\"value\":\"t", 10), *mi = memmem(body, blen, "\"modifiedIndex\":", 16);
                 if (status == 200 && t && mi) {
-                        record(now - strtoull(t + 10, NULL, 10));
+                        uint64_t sent = strtoull(t + 10, NULL, 10);
+                        record(c->rx_real_usec > sent ? c->rx_real_usec - sent : 0);
                         c->wait_index = strtoull(mi + 16, NULL, 10) + 1;
                 } else if (blen > 0)
                         B.errors++;
@@ -206,9 +229,35 @@ static void on_response(Conn *c, int status, const char *body, size_t blen) {
                 conn_request(c);
 }
 
+static ssize_t conn_recv(Conn *c) {
+        union {
+                char buf[CMSG_SPACE(sizeof(struct timespec))];
+                struct cmsghdr align;
+        } control;
+        struct iovec iov = { .iov_base = c->rbuf + c->rlen, .iov_len = sizeof(c->rbuf) - c->rlen };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        ssize_t n;
+
+        if (!c->watcher)
+                return recv(c->fd, iov.iov_base, iov.iov_len, 0);
+        mh.msg_control = control.buf;
+        mh.msg_controllen = sizeof(control.buf);
+        n = recvmsg(c->fd, &mh, 0);
+        if (n <= 0)
+                return n;
+        c->rx_real_usec = real_us(); /* no timestamp came: as late as it can be */
+        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm))
+                if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+                        struct timespec ts;
+                        memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
+                        c->rx_real_usec = (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+                }
+        return n;
+}
+
 static void conn_read(Conn *c) {
         for (;;) {
-                ssize_t n = recv(c->fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen, 0);
+                ssize_t n = conn_recv(c);
                 if (n <= 0) {
                         if (n < 0 && errno == EAGAIN)
                                 break;
