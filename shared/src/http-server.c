@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +50,7 @@ typedef struct HttpConn {
         HttpServer *server;
         int fd;
         ConnPhase phase;
+        bool corked;              /* TCP_CORK set until the current response is complete */
         usec_t deadline;          /* CLOCK_MONOTONIC; USEC_INFINITY while busy */
         char bad_escape[4];       /* first invalid %-escape seen in the current request line */
         char *raw_uri;            /* the current request's target as received */
@@ -644,9 +647,31 @@ int http_stream_write(HttpRequest *req, const void *data, size_t len) {
         return 0;
 }
 
+/* libmicrohttpd 0.9.75 sends a chunked body's last chunk and its terminator ("0\r\n\r\n") with
+ * two send()s. Corked, they leave as one segment: one wakeup and one read for the client instead
+ * of two, which is most of a long poll's delivery. on_completed() uncorks. */
+static void conn_cork(HttpConn *conn) {
+        int one = 1;
+
+        if (conn && conn->fd >= 0 && !conn->corked &&
+            setsockopt(conn->fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one)) >= 0)
+                conn->corked = true;
+}
+
+static void conn_uncork(HttpConn *conn) {
+        int zero = 0;
+
+        if (conn && conn->corked) {
+                (void) setsockopt(conn->fd, IPPROTO_TCP, TCP_CORK, &zero, sizeof(zero));
+                conn->corked = false;
+        }
+}
+
 int http_stream_end(HttpRequest *req) {
         if (!req->streaming || req->stream_ended)
                 return -EINVAL;
+        if (!req->closed)
+                conn_cork(req->conn);
         req->stream_ended = true;
         owned_unlink(req);
         req->on_close = NULL;
@@ -925,6 +950,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls, en
         if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
                 log_debug("Request %s %s from %s ended early (%d).", req->method, req->path, req->peer, (int) toe);
         request_free(req);
+        conn_uncork(conn);
         /* A client that half-closed is found by the next sweep (within HTTP_SWEEP_USEC): a peek
          * here would cost every keep-alive request one more syscall. */
         if (conn)

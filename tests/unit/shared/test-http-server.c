@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The HTTP server over real loopback sockets: routing, parameters, limits, malformed and slow
  * clients, suspended and streamed replies, metrics. */
+#include <netinet/in.h>
+#include <linux/tcp.h>
 #include <stdio.h>
 #include <sys/socket.h>
 
@@ -411,6 +413,36 @@ static void stream_sends_headers_at_once_then_chunks(void **state) {
         assert_int_equal(F.closes, 0);
 }
 
+static uint32_t data_segments_in(int fd) {
+        struct tcp_info ti = {};
+        socklen_t l = sizeof(ti);
+
+        assert_int_equal(getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &l), 0);
+        return ti.tcpi_data_segs_in;
+}
+
+/* A long poll answered from the loop: its last chunk and the terminating chunk arrive in one TCP
+ * segment (libmicrohttpd sends them separately; the server corks the socket around them), and
+ * the keep-alive connection serves the next request. */
+static void stream_end_arrives_in_one_segment(void **state) {
+        _cleanup_close_ int fd = test_tcp_connect(F.port);
+        const char *req = "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n", *next = "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n";
+        _cleanup_(buf_done) Buf b = BUF_INIT(0);
+        uint32_t before;
+
+        assert_int_equal(test_send_all(F.event, fd, req, strlen(req), USEC_PER_SEC), 0);
+        assert_int_equal(test_recv_until(F.event, fd, &b, "first\n", 2 * USEC_PER_SEC), 1);
+        before = data_segments_in(fd);
+        assert_int_equal(http_stream_write(F.waiting, "last\n", 5), 0);
+        assert_int_equal(http_stream_end(F.waiting), 0);
+        F.waiting = NULL;
+        assert_int_equal(test_recv_until(F.event, fd, &b, "last\n\r\n0\r\n\r\n", 2 * USEC_PER_SEC), 1);
+        assert_int_equal(data_segments_in(fd) - before, 1);
+
+        assert_int_equal(test_send_all(F.event, fd, next, strlen(next), USEC_PER_SEC), 0);
+        assert_int_equal(test_recv_until(F.event, fd, &b, "\"world\"", 2 * USEC_PER_SEC), 1);
+}
+
 static void stream_client_disconnect_calls_on_close(void **state) {
         int fd = test_tcp_connect(F.port);
         const char *req = "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -603,6 +635,7 @@ TEST_MAIN(T(routes_match_exact_prefix_and_method),
           T(client_hangup_while_suspended_calls_on_close),
           T(server_free_releases_suspended_requests),
           T(stream_sends_headers_at_once_then_chunks),
+          T(stream_end_arrives_in_one_segment),
           T(stream_client_disconnect_calls_on_close),
           T(stream_buffer_is_bounded),
           TF(slowloris_headers_get_408_while_others_are_served),
