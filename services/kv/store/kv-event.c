@@ -185,6 +185,13 @@ void kv_store_result_done(KvStoreResult *r) {
         *r = KV_STORE_RESULT_NULL;
 }
 
+/* Bytes that go into a JSON string as they are (Go's htmlSafeSet); the rest take the slow path. */
+static const bool json_plain[256] = {
+        /* 0x20 to 0x7f except " & < > and backslash */
+        [0x20 ... 0x21] = true, [0x23 ... 0x25] = true, [0x27 ... 0x3b] = true, [0x3d] = true,
+        [0x3f ... 0x5b] = true, [0x5d ... 0x7f] = true,
+};
+
 /* Go's encodeState.string with escapeHTML = true. */
 static int json_string(Buf *b, const char *s) {
         static const char hex[] = "0123456789abcdef";
@@ -202,7 +209,7 @@ static int json_string(Buf *b, const char *s) {
                 size_t el = 0, adv = 1;
                 uint32_t cp = 0;
 
-                if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&') {
+                if (json_plain[c]) {
                         i++;
                         continue;
                 }
