@@ -20,6 +20,9 @@ void test_init(void) {
         log_set_max_level(level);
         log_set_ident("test");
         (void) signal(SIGPIPE, SIG_IGN);
+        /* FLOTILLA_TEST_FILTER=name (wildcards allowed) runs only the matching tests. */
+        if (getenv("FLOTILLA_TEST_FILTER"))
+                cmocka_set_test_filter(getenv("FLOTILLA_TEST_FILTER"));
 }
 
 char *test_mkdtemp(void) {

@@ -31,7 +31,8 @@
                 return cmocka_run_group_tests(tests, setup, teardown);   \
         }
 
-/* Common setup: log level from $FLOTILLA_TEST_LOG_LEVEL (default warning), ignore SIGPIPE. */
+/* Common setup: log level from $FLOTILLA_TEST_LOG_LEVEL (default warning), ignore SIGPIPE, run
+ * only the tests $FLOTILLA_TEST_FILTER matches (cmocka's wildcards) when it is set. */
 void test_init(void);
 
 /* Creates a fresh temporary directory (under $TMPDIR or /tmp); test_rm_rf removes it again. */
