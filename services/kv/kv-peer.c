@@ -8,6 +8,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,8 @@
 #define FRAME_MESSAGE       1
 #define FRAME_PING          2
 #define FRAME_PONG          3
+#define FRAME_MEMBERS       4
+#define MEMBERS_MAX         (1U << 20)  /* a member table answer */
 #define MAX_LISTENERS       4
 
 enum {
@@ -39,6 +42,7 @@ enum {
         STATUS_CLUSTER = 2,
         STATUS_MEMBER = 3,
         STATUS_BUSY = 4,
+        STATUS_REMOVED = 5,
 };
 
 typedef enum PeerState {
@@ -73,6 +77,7 @@ typedef struct Inbound {
         int fd;
         sd_event_source *io, *timer;
         bool handshaken;
+        bool query;               /* a joining member's membership query: answered, then closed */
         uint64_t from;
         Buf in;
         size_t in_off;
@@ -224,6 +229,13 @@ static int peer_read(Peer *p) {
                         if (memcmp(d, PEER_MAGIC, 4) != 0)
                                 return -EPROTO;
                         uint16_t status = get_le16(d + 6);
+                        if (status == STATUS_REMOVED) {
+                                log_warning("peer %" PRIx64 " at %s:%s refused us: this member was removed from the cluster",
+                                            p->id, p->host, p->port);
+                                if (p->t->cfg.on_removed)
+                                        p->t->cfg.on_removed(p->id, p->t->cfg.userdata);
+                                return -ECONNREFUSED;
+                        }
                         if (status != STATUS_OK) {
                                 log_warning("peer %" PRIx64 " at %s:%s refused us: %s", p->id, p->host, p->port,
                                             status == STATUS_VERSION ? "no common protocol version"
@@ -401,8 +413,18 @@ int kv_peer_add(KvPeerTransport *t, uint64_t id, const char *url) {
         return 0;
 }
 
+static void inbound_free(Inbound *c);
+
 int kv_peer_remove(KvPeerTransport *t, uint64_t id) {
         Peer *p = peer_find(t, id);
+
+        /* Its connections to us go too: if it redials, the handshake tells it whether it was
+         * removed (is_removed). */
+        for (Inbound *c = t->inbound, *next; c; c = next) {
+                next = c->next;
+                if (c->handshaken && !c->query && c->from == id)
+                        inbound_free(c);
+        }
         if (!p)
                 return -ENOENT;
         peer_free(p);
@@ -521,11 +543,17 @@ static uint16_t inbound_handshake(Inbound *c, const uint8_t *d, uint16_t *ret_ve
         if (max_v < KV_PEER_PROTOCOL_MIN || min_v > KV_PEER_PROTOCOL_MAX)
                 return STATUS_VERSION;
         *ret_version = MIN(max_v, (uint16_t) KV_PEER_PROTOCOL_MAX);
+        if (get_le64(d + 8) == 0 && get_le64(d + 16) == 0 && get_le64(d + 24) == 0 && t->cfg.get_members) {
+                c->query = true;
+                return STATUS_OK;
+        }
         if (get_le64(d + 8) != t->cfg.cluster_id)
                 return STATUS_CLUSTER;
         if (get_le64(d + 24) != t->cfg.self_id)
                 return STATUS_MEMBER;
         c->from = get_le64(d + 16);
+        if (t->cfg.is_removed && t->cfg.is_removed(c->from, t->cfg.userdata))
+                return STATUS_REMOVED;
         return STATUS_OK;
 }
 
@@ -552,14 +580,30 @@ static int inbound_parse(Inbound *c) {
                         (void) inbound_flush(c);
                         if (status != STATUS_OK) {
                                 log_warning("Refused a peer connection: %s", status == STATUS_VERSION ? "no common protocol version"
-                                            : status == STATUS_CLUSTER ? "wrong cluster id" : "addressed to another member");
+                                            : status == STATUS_CLUSTER ? "wrong cluster id"
+                                            : status == STATUS_REMOVED ? "from a removed member" : "addressed to another member");
                                 return -EPROTO;
                         }
                         c->handshaken = true;
                         c->in_off += PREAMBLE_SIZE;
+                        if (c->query) {
+                                /* The answer, then nothing: the asker closes, or the handshake
+                                 * timer (left running) does. */
+                                _cleanup_(buf_done) Buf m = BUF_INIT(MEMBERS_MAX);
+                                uint8_t ids[16];
+                                put_le64(ids, t->cfg.cluster_id);
+                                put_le64(ids + 8, t->cfg.self_id);
+                                if (buf_append(&m, ids, sizeof(ids)) < 0 || t->cfg.get_members(&m, t->cfg.userdata) < 0 ||
+                                    frame_append(&c->out, FRAME_MEMBERS, m.data, m.len) < 0)
+                                        return -ENOBUFS;
+                                log_debug("Answered a membership query.");
+                                return 0;
+                        }
                         c->timer = sd_event_source_disable_unref(c->timer);
                         continue;
                 }
+                if (c->query)
+                        return avail > 0 ? -EPROTO : 0;
                 if (avail < FRAME_HEADER)
                         break;
                 uint32_t len = get_le32(d);
@@ -745,4 +789,102 @@ KvPeerTransport *kv_peer_free(KvPeerTransport *t) {
         sd_event_unref(t->event);
         free(t);
         return NULL;
+}
+
+/* ---------------------------------------------------------------- membership query (joining) */
+
+static int read_full(int fd, void *buf, size_t len, usec_t deadline) {
+        uint8_t *p = buf;
+
+        while (len > 0) {
+                usec_t now = now_usec(CLOCK_MONOTONIC);
+                struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                ssize_t n;
+
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                if (poll(&pfd, 1, (int) ((deadline - now + 999) / 1000)) < 0)
+                        return -errno;
+                n = recv(fd, p, len, MSG_DONTWAIT);
+                if (n == 0)
+                        return -ECONNRESET;
+                if (n < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += n;
+                len -= (size_t) n;
+        }
+        return 0;
+}
+
+int kv_peer_query_members(const char *url, usec_t timeout_usec, uint64_t *ret_cluster_id, uint64_t *ret_member_id,
+                          void **ret_data, size_t *ret_len) {
+        _cleanup_free_ char *host = NULL, *port = NULL;
+        _cleanup_close_ int fd = -EBADF;
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+        usec_t deadline = usec_add(now_usec(CLOCK_MONOTONIC), timeout_usec);
+        uint8_t pre[PREAMBLE_SIZE] = {}, reply[REPLY_SIZE], h[FRAME_HEADER];
+        _cleanup_free_ uint8_t *payload = NULL;
+        uint32_t len;
+        int r;
+
+        r = kv_peer_parse_url(url, &host, &port);
+        if (r < 0)
+                return r;
+        if (getaddrinfo(host, port, &hints, &ai) != 0 || !ai)
+                return -EHOSTUNREACH;
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0) {
+                freeaddrinfo(ai);
+                return -errno;
+        }
+        r = connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 ? -errno : 0;
+        freeaddrinfo(ai);
+        if (r == -EINPROGRESS) {
+                struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+                int err = 0;
+                socklen_t l = sizeof(err);
+                usec_t now = now_usec(CLOCK_MONOTONIC);
+                r = poll(&pfd, 1, now < deadline ? (int) ((deadline - now + 999) / 1000) : 0);
+                if (r <= 0)
+                        return r < 0 ? -errno : -ETIMEDOUT;
+                if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &l) < 0)
+                        return -errno;
+                r = -err;
+        }
+        if (r < 0)
+                return r;
+        /* cluster, from and to all zero: a membership query (protocol version 1). */
+        memcpy(pre, PEER_MAGIC, 4);
+        put_le16(pre + 4, KV_PEER_PROTOCOL_MIN);
+        put_le16(pre + 6, KV_PEER_PROTOCOL_MAX);
+        if (send(fd, pre, sizeof(pre), MSG_NOSIGNAL) != (ssize_t) sizeof(pre))
+                return -EIO;
+        r = read_full(fd, reply, sizeof(reply), deadline);
+        if (r < 0)
+                return r;
+        if (memcmp(reply, PEER_MAGIC, 4) != 0)
+                return -EPROTO;
+        if (get_le16(reply + 6) != STATUS_OK)
+                return get_le16(reply + 6) == STATUS_VERSION ? -EPROTONOSUPPORT : -EPERM;
+        r = read_full(fd, h, sizeof(h), deadline);
+        if (r < 0)
+                return r;
+        len = get_le32(h);
+        if (h[4] != FRAME_MEMBERS || len < 1 + 16 || len - 1 > MEMBERS_MAX)
+                return -EBADMSG;
+        payload = malloc(len - 1);
+        if (!payload)
+                return -ENOMEM;
+        r = read_full(fd, payload, len - 1, deadline);
+        if (r < 0)
+                return r;
+        *ret_cluster_id = get_le64(payload);
+        *ret_member_id = get_le64(payload + 8);
+        *ret_len = len - 1 - 16;
+        memmove(payload, payload + 16, *ret_len);
+        *ret_data = TAKE_PTR(payload);
+        return 0;
 }

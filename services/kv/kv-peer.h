@@ -11,11 +11,17 @@
  *                               u64 from_id u64 to_id
  *   listener -> dialler, once:  "FLKV" u16 version u16 status u64 listener_id (16 bytes)
  *       status 0 = accepted (version = the highest both speak), otherwise the connection is
- *       closed: 1 unsupported version, 2 wrong cluster, 3 wrong member, 4 busy
+ *       closed: 1 unsupported version, 2 wrong cluster, 3 wrong member, 4 busy, 5 the dialler
+ *       was removed from the cluster (it stops, as an etcd member does on HTTP 410)
  *   then frames both ways:      u32 length (type + payload) u8 type payload
  *       type 1 MESSAGE  payload = one opaque message (a Raft message), dialler -> listener
  *       type 2 PING     payload = u64 nonce, dialler -> listener
  *       type 3 PONG     payload = the PING's u64 nonce, listener -> dialler
+ *       type 4 MEMBERS  payload = u64 cluster_id u64 listener_id member table, listener ->
+ *                       dialler, the one answer to a membership query: a preamble whose
+ *                       cluster_id, from_id and to_id are all 0 (a member joining with
+ *                       --initial-cluster-state existing learns who it is and who the others
+ *                       are). Nothing else is accepted on such a connection.
  *
  * Messages queued in one loop iteration leave in one write (batching). A peer that cannot keep
  * up, or is unreachable, has its queue bounded: past the limit messages are dropped (Raft
@@ -57,6 +63,13 @@ typedef struct KvPeerConfig {
         usec_t backoff_max_usec;   /* default 2 s */
         KvPeerReceiveFn on_receive;
         KvPeerStatusFn on_status;
+        /* Answers a joining member's membership query (a handshake with cluster, from and to
+         * all zero): appends the member table to out. NULL: such queries are refused. */
+        int (*get_members)(Buf *out, void *userdata);
+        /* Whether a dialler is a member removed from the cluster (refused with status 5), and
+         * what to do when a peer refuses us for that reason. */
+        bool (*is_removed)(uint64_t id, void *userdata);
+        void (*on_removed)(uint64_t by, void *userdata);
         void *userdata;
 } KvPeerConfig;
 
@@ -76,7 +89,7 @@ int kv_peer_listen(KvPeerTransport *t, const char *url);
 int kv_peer_listen_fd(KvPeerTransport *t, int fd);
 int kv_peer_port(KvPeerTransport *t, unsigned i);
 
-/* Adds or updates a peer (its first peer URL); removes one. */
+/* Adds or updates a peer (its first peer URL); removes one (and closes its connections to us). */
 int kv_peer_add(KvPeerTransport *t, uint64_t id, const char *url);
 int kv_peer_remove(KvPeerTransport *t, uint64_t id);
 
@@ -86,6 +99,13 @@ int kv_peer_send(KvPeerTransport *t, uint64_t to, const void *msg, size_t len);
 /* Sends a PING to every connected peer (round-trip statistics). */
 void kv_peer_ping_all(KvPeerTransport *t);
 int kv_peer_stats(KvPeerTransport *t, uint64_t id, KvPeerStats *ret);
+
+/* Asks the member at a peer URL, blocking for at most timeout_usec, for its cluster id, its own
+ * id and its member table (returned as get_members() wrote it, caller frees). -EPERM when the
+ * peer refuses membership queries (a member that predates them), -EBADMSG for a malformed
+ * answer. A joining member calls it once at start, before it has an event loop to speak of. */
+int kv_peer_query_members(const char *url, usec_t timeout_usec, uint64_t *ret_cluster_id, uint64_t *ret_member_id,
+                          void **ret_data, size_t *ret_len);
 
 /* Parses "http://host:port[/...]" into host and port strings (caller frees). */
 int kv_peer_parse_url(const char *url, char **ret_host, char **ret_port);
