@@ -751,6 +751,131 @@ static bool peer_url_taken(const KvMembers *ms, uint64_t except_id, char **urls)
         return false;
 }
 
+typedef enum ChangeKind { CHANGE_ADD, CHANGE_REMOVE, CHANGE_UPDATE, CHANGE_PROMOTE } ChangeKind;
+
+/* A client waiting for its membership change to be applied. */
+typedef struct MemberChange {
+        KvApi *api;
+        HttpRequest *req;
+        ChangeKind kind;
+        KvMember member;          /* what POST and promote answer with */
+} MemberChange;
+
+static void member_change_free(MemberChange *c) {
+        kv_member_done(&c->member);
+        free(c);
+}
+
+static void on_member_change_close(HttpRequest *req, void *userdata) {
+        MemberChange *c = userdata;
+        kv_node_member_change_cancel(c->api->node);
+        member_change_free(c);
+}
+
+static void on_member_changed(int error, void *userdata) {
+        MemberChange *c = userdata;
+        _cleanup_(buf_done) Buf b = BUF_INIT(0);
+
+        if (error < 0)
+                /* etcd answers a change that did not happen in time with its generic 500. */
+                (void) reply_http_error(c->req, 500, error == -ETIMEDOUT ? "etcdserver: request timed out"
+                                                                        : "etcdserver: server stopped");
+        else if (c->kind == CHANGE_ADD || c->kind == CHANGE_PROMOTE) {
+                if (render_member(&c->member, &b) < 0)
+                        (void) http_reply_errno(c->req, -ENOMEM, NULL);
+                else
+                        (void) reply_buf(c->req, c->kind == CHANGE_ADD ? 201 : 200, "application/json", &b);
+        } else
+                (void) http_reply(c->req, 204, NULL, NULL, 0);
+        member_change_free(c);
+}
+
+/* Proposes the change and parks the request until it is applied (or fails). */
+static int member_change(KvApi *a, HttpRequest *req, ChangeKind kind, uint64_t id, char **urls) {
+        _cleanup_free_ char *msg = NULL;
+        MemberChange *c = new0(MemberChange, 1);
+        const KvMember *old;
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        *c = (MemberChange) { .api = a, .req = req, .kind = kind };
+        switch (kind) {
+        case CHANGE_ADD:
+                r = kv_node_add_member(a->node, urls, &id, on_member_changed, c);
+                c->member = (KvMember) { .id = id, .peer_urls = strv_copy(urls), .client_urls = strv_copy((char *[]) { NULL }) };
+                if (r >= 0 && (!c->member.peer_urls || !c->member.client_urls))
+                        r = -ENOMEM; /* the change is under way; the client gets a 500 */
+                break;
+        case CHANGE_REMOVE:
+                r = kv_node_remove_member(a->node, id, on_member_changed, c);
+                break;
+        case CHANGE_UPDATE:
+                r = kv_node_update_member(a->node, id, urls, on_member_changed, c);
+                break;
+        case CHANGE_PROMOTE:
+                old = kv_members_find(kv_node_members(a->node), id);
+                r = old ? kv_node_promote_member(a->node, id, on_member_changed, c) : -ENOENT;
+                if (r >= 0) {
+                        c->member = (KvMember) { .id = id, .name = old->name ? strdup(old->name) : NULL,
+                                                 .peer_urls = strv_copy(old->peer_urls ?: (char *[]) { NULL }),
+                                                 .client_urls = strv_copy(old->client_urls ?: (char *[]) { NULL }) };
+                        if (!c->member.peer_urls || !c->member.client_urls)
+                                r = -ENOMEM;
+                }
+                break;
+        default:
+                r = -EINVAL;
+        }
+        if (r == -ENOMEM && c->member.id && kind != CHANGE_REMOVE) {
+                kv_node_member_change_cancel(a->node);
+                member_change_free(c);
+                return -ENOMEM;
+        }
+        if (r >= 0)
+                return http_request_suspend(req, on_member_change_close, c);
+        member_change_free(c);
+        switch (r) {
+        case -EBUSY:
+                return reply_http_error(req, 409, "membership: another change is in progress, try again");
+        case -EEXIST:
+                return reply_http_error(req, 409, "membership: peerURL exists");
+        case -ENOENT:
+                if (asprintf(&msg, "No such member: %" PRIx64, id) < 0)
+                        return -ENOMEM;
+                return reply_http_error(req, 404, msg);
+        case -EDEADLK:
+                /* etcd's --strict-reconfig-check (on by default since 3.3). */
+                return reply_http_error(req, 412, "etcdserver: re-configuration failed due to not enough started members");
+        case -EINVAL:
+                return reply_http_error(req, 412, "membership: member is not a learner");
+        case -EAGAIN:
+                return reply_http_error(req, 412, "etcdserver: can only promote a learner member which is in sync with leader");
+        default:
+                return reply_http_error(req, 500, "Internal Server Error");
+        }
+}
+
+/* POST /v2/members/ID/promote: a flotilla-kv extension (etcd has it in v3 only). Learners are
+ * promoted automatically once caught up; this asks for it now. */
+static int member_promote(KvApi *a, HttpRequest *req, const char *rest) {
+        _cleanup_free_ char *hex = strndup(rest, strlen(rest) - strlen("/promote"));
+        _cleanup_free_ char *msg = NULL;
+        char *end;
+        uint64_t id;
+
+        if (!hex)
+                return -ENOMEM;
+        errno = 0;
+        id = strtoull(hex, &end, 16);
+        if (isempty(hex) || errno != 0 || *end || strspn(hex, "0123456789abcdefABCDEF") != strlen(hex)) {
+                if (asprintf(&msg, "No such member: %s", hex) < 0)
+                        return -ENOMEM;
+                return reply_http_error(req, 404, msg);
+        }
+        return member_change(a, req, CHANGE_PROMOTE, id, NULL);
+}
+
 static int h_members(HttpRequest *req, void *userdata) {
         static const char *const allowed[] = { "GET", "POST", "DELETE", "PUT", NULL };
         KvApi *a = userdata;
@@ -787,6 +912,8 @@ static int h_members(HttpRequest *req, void *userdata) {
                         return r;
                 return reply_buf(req, 200, "application/json", &b);
         }
+        if (streq(m, "POST") && endswith(rest, "/promote"))
+                return member_promote(a, req, rest);
         if (!streq(m, "POST")) {
                 r = member_id_parse(req, &id);
                 if (r != 0)
@@ -815,10 +942,8 @@ static int h_members(HttpRequest *req, void *userdata) {
         }
         if (!streq(m, "DELETE") && peer_url_taken(ms, streq(m, "PUT") ? id : 0, urls))
                 return reply_http_error(req, 409, "membership: peerURL exists");
-        /* Adding, removing and updating members needs conf changes through the node, which it
-         * does not offer yet: fail the way etcd fails an unexpected error. */
-        log_warning("Refusing %s %s: membership changes are not supported yet.", m, http_request_path(req));
-        return reply_http_error(req, 500, "Internal Server Error");
+        return member_change(a, req, streq(m, "POST") ? CHANGE_ADD : streq(m, "PUT") ? CHANGE_UPDATE : CHANGE_REMOVE, id,
+                             urls);
 }
 
 /* ---------------------------------------------------------------- everything else */

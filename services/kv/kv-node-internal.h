@@ -16,6 +16,7 @@
 enum {
         KV_ENTRY_COMMAND = 1,     /* a KvCommand (kv-command.h) */
         KV_ENTRY_ATTRIBUTES = 2,  /* a member publishing its name and client URLs (kv_member_encode) */
+        KV_ENTRY_PEER_URLS = 3,   /* a member's new peer URLs (kv_member_encode: id and peer URLs) */
 };
 #define KV_ENTRY_ENVELOPE 17
 
@@ -26,6 +27,8 @@ enum {
 #define KV_META_MAGIC   "FKVM"
 #define KV_META_VERSION 1
 #define KV_META_SIZE    24
+
+#define KV_REMOVED_MAX  64
 
 typedef enum ProposalState {
         PROPOSAL_WAITING,         /* not handed to Raft yet: no leader known (or flow control) */
@@ -92,6 +95,17 @@ struct KvNode {
         uint64_t snap_job_index, snap_job_term;
         RaftConfState snap_job_conf;
         usec_t snap_job_start, snap_retry_usec;
+
+        struct {                          /* the one membership change a client waits for */
+                KvMemberChangeFn cb;
+                void *userdata;
+                int type;                 /* RaftConfChangeType, or KV_CHANGE_UPDATE */
+                uint64_t node_id;
+                usec_t deadline;
+        } change;
+        usec_t next_promote_usec;
+        uint64_t removed[KV_REMOVED_MAX]; /* members removed while this one ran, newest last */
+        size_t n_removed;
 
         void (*on_fatal)(int error, void *userdata);
         void *fatal_userdata;

@@ -21,6 +21,9 @@
 #include "shared/log.h"
 #include "shared/unaligned.h"
 
+#define KV_JOIN_TIMEOUT_USEC       (30 * USEC_PER_SEC)  /* asking the others who is in the cluster */
+#define KV_JOIN_QUERY_TIMEOUT_USEC (2 * USEC_PER_SEC)   /* one of them */
+
 int kv_conf_state_encode(const RaftConfState *cs, Buf *out) {
         uint8_t b[8];
         int r;
@@ -140,12 +143,103 @@ static int save_snapshot_file(KvNode *n, uint64_t index, uint64_t term, const Ra
         return r;
 }
 
+/* Asks the members named in --initial-cluster (other than this one) who is in the cluster, and
+ * finds this member in the answer by its advertised peer URL: it must have been added (POST
+ * /v2/members) first. Fills n->members; sets n->id and n->cluster_id, or checks them against
+ * the ones recovered from the WAL. Members are asked in turn until one answers or time is up. */
+static int query_membership(KvNode *n) {
+        KvMember *m = NULL;
+        size_t nm = 0;
+        usec_t deadline = usec_add(now_usec(CLOCK_MONOTONIC), KV_JOIN_TIMEOUT_USEC);
+        int r, last = -EHOSTUNREACH;
+
+        r = kv_config_initial_members(n->cfg, &m, &nm);
+        if (r < 0)
+                return r;
+        for (unsigned attempt = 0; now_usec(CLOCK_MONOTONIC) < deadline; attempt++) {
+                for (size_t i = 0; i < nm; i++) {
+                        _cleanup_free_ void *data = NULL;
+                        KvMembers members = {};
+                        const KvMember *self = NULL;
+                        uint64_t cluster_id, peer_id;
+                        size_t len;
+
+                        if (streq(m[i].name, n->cfg->name) || strv_length(m[i].peer_urls) == 0)
+                                continue;
+                        r = kv_peer_query_members(m[i].peer_urls[0], KV_JOIN_QUERY_TIMEOUT_USEC, &cluster_id, &peer_id, &data, &len);
+                        if (r >= 0)
+                                r = kv_members_decode(data, len, &members);
+                        if (r < 0) {
+                                if (attempt == 0 || r != last)
+                                        log_warning_errno(r, "Cannot learn the cluster's members from %s at %s: %m",
+                                                          m[i].name, m[i].peer_urls[0]);
+                                last = r;
+                                continue;
+                        }
+                        for (size_t j = 0; j < members.n && !self; j++)
+                                STRV_FOREACH(u, n->cfg->initial_advertise_peer_urls)
+                                        if (strv_length(members.members[j].peer_urls) > 0 &&
+                                            streq(members.members[j].peer_urls[0], *u))
+                                                self = &members.members[j];
+                        if (!self) {
+                                kv_members_done(&members);
+                                kv_members_free(TAKE_PTR(m), nm);
+                                return log_error_errno(SYNTHETIC_ERRNO(ENOENT),
+                                                       "Cluster %" PRIx64 " has no member with peer URL %s: add this member "
+                                                       "first (flotillactl kv member add %s %s), or start it with "
+                                                       "--initial-cluster-state new.", cluster_id,
+                                                       n->cfg->initial_advertise_peer_urls[0], n->cfg->name,
+                                                       n->cfg->initial_advertise_peer_urls[0]);
+                        }
+                        if (n->cluster_id != 0 && (n->cluster_id != cluster_id || n->id != self->id)) {
+                                kv_members_done(&members);
+                                kv_members_free(TAKE_PTR(m), nm);
+                                return log_error_errno(SYNTHETIC_ERRNO(EPROTO),
+                                                       "%s belongs to member %" PRIx64 " of cluster %" PRIx64 ", but the cluster "
+                                                       "now knows this peer URL as member %" PRIx64 " of cluster %" PRIx64 ".",
+                                                       n->cfg->data_dir, n->id, n->cluster_id, self->id, cluster_id);
+                        }
+                        n->id = self->id;
+                        n->cluster_id = cluster_id;
+                        kv_members_done(&n->members);
+                        n->members = members;
+                        log_info("Joining cluster %" PRIx64 " as member %" PRIx64 " (%zu members, learned from %" PRIx64 " at %s).",
+                                 cluster_id, n->id, members.n, peer_id, m[i].peer_urls[0]);
+                        kv_members_free(m, nm);
+                        return 0;
+                }
+                (void) usleep(200 * USEC_PER_MSEC);
+        }
+        kv_members_free(TAKE_PTR(m), nm);
+        return log_error_errno(last, "No member named in --initial-cluster told this member about the cluster: %m");
+}
+
+/* --initial-cluster-state existing and no data: this member was added to a running cluster and
+ * joins it with an empty log; the leader sends it a snapshot, then entries. */
+static int wal_create(KvNode *n) {
+        uint8_t meta[KV_META_SIZE];
+        int r;
+
+        memcpy(meta, KV_META_MAGIC, 4);
+        put_le32(meta + 4, KV_META_VERSION);
+        put_le64(meta + 8, n->id);
+        put_le64(meta + 16, n->cluster_id);
+        r = kv_wal_create(n->wal_dir, meta, sizeof(meta));
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the WAL in %s: %m", n->wal_dir);
+        return 0;
+}
+
+static int join(KvNode *n) {
+        int r = query_membership(n);
+        return r < 0 ? r : wal_create(n);
+}
+
 /* A new cluster: a snapshot at index 1 naming the initial members, and a WAL pointing at it. */
 static int bootstrap(KvNode *n) {
         _cleanup_(kv_store_freep) KvStore *store = NULL;
         _cleanup_(buf_done) Buf data = BUF_INIT(0);
         KvWalHardState hs = { .term = 1, .commit = 1 };
-        uint8_t meta[KV_META_SIZE];
         KvMembers members = {};
         KvMember *m = NULL;
         uint64_t ids[KV_MEMBERS_MAX];
@@ -155,10 +249,7 @@ static int bootstrap(KvNode *n) {
         int r;
 
         if (n->cfg->initial_cluster_state == KV_CLUSTER_EXISTING)
-                return log_error_errno(SYNTHETIC_ERRNO(ENOENT),
-                                       "%s holds no data and --initial-cluster-state is existing: add this member "
-                                       "to the cluster first, or start it with --initial-cluster-state new.",
-                                       n->cfg->data_dir);
+                return join(n);
         r = kv_config_initial_members(n->cfg, &m, &nm);
         if (r < 0)
                 return r;
@@ -188,13 +279,9 @@ static int bootstrap(KvNode *n) {
         r = save_snapshot_file(n, 1, 1, &cs, data.data, data.len);
         if (r < 0)
                 return log_error_errno(r, "Failed to write the bootstrap snapshot in %s: %m", n->snap_dir);
-        memcpy(meta, KV_META_MAGIC, 4);
-        put_le32(meta + 4, KV_META_VERSION);
-        put_le64(meta + 8, n->id);
-        put_le64(meta + 16, n->cluster_id);
-        r = kv_wal_create(n->wal_dir, meta, sizeof(meta));
+        r = wal_create(n);
         if (r < 0)
-                return log_error_errno(r, "Failed to create the WAL in %s: %m", n->wal_dir);
+                return r;
         r = kv_wal_open(n->wal_dir, NULL, &wal, NULL);
         if (r >= 0)
                 r = kv_wal_mark_snapshot(wal, 1, 1);
@@ -314,6 +401,15 @@ int kv_node_storage_open(KvNode *n) {
         if (r >= 0)
                 r = raft_memory_storage_set_hard_state(n->ms, &(RaftHardState) { st.hard_state.term, st.hard_state.vote,
                                                                                   st.hard_state.commit });
+        if (r >= 0 && st.snapshot_index == 0 && n->members.n == 0) {
+                /* Joined, but stopped before the leader's snapshot arrived: ask again who the
+                 * others are, or nobody would be dialled. */
+                r = query_membership(n);
+                if (r < 0) {
+                        kv_wal_state_done(&st);
+                        return r;
+                }
+        }
         log_info("Recovered member %" PRIx64 " of cluster %" PRIx64 ": snapshot at %" PRIu64 ", %zu log entries, term %" PRIu64
                  ", commit %" PRIu64 ".", n->id, n->cluster_id, st.snapshot_index, st.n_entries, st.hard_state.term,
                  st.hard_state.commit);

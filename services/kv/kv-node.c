@@ -18,6 +18,8 @@
 #define KV_SYNC_INTERVAL   (500 * USEC_PER_MSEC)   /* etcd's: expire TTL keys twice a second */
 #define KV_PUBLISH_RETRY   (2 * USEC_PER_SEC)
 #define KV_PING_INTERVAL   (USEC_PER_SEC)
+#define KV_PROMOTE_INTERVAL (USEC_PER_SEC)
+#define KV_CHANGE_UPDATE   100                     /* n->change.type of a peer URL update */
 #define KV_MAX_MSG_SIZE    (1ULL << 20)            /* etcd's maxSizePerMsg */
 #define KV_MAX_INFLIGHT    512
 #define KV_MAX_UNCOMMITTED (64ULL << 20)
@@ -32,12 +34,19 @@ void kv_node_fail(KvNode *n, int error, const char *what) {
         if (n->failed)
                 return;
         n->failed = true;
-        log_error_errno(error, "Fatal: %s: %m. This member stops; restart it to recover from its WAL.", what);
+        if (error == -EIDRM)
+                log_error("This member was removed from the cluster and stops. Its data directory is of no further "
+                          "use: to bring it back, add it again and start it with an empty one.");
+        else
+                log_error_errno(error, "Fatal: %s: %m. This member stops; restart it to recover from its WAL.", what);
         if (n->on_fatal)
                 n->on_fatal(error, n->fatal_userdata);
 }
 
 /* ---------------------------------------------------------------- proposals */
+
+static void kick(KvNode *n);
+static void change_finish(KvNode *n, int error);
 
 static void proposal_free(KvProposal *p) {
         KvNode *n = p->node;
@@ -173,6 +182,8 @@ int kv_node_read_index(KvNode *n, KvReadFn cb, void *userdata, KvProposal **ret)
 static void proposals_check(KvNode *n) {
         usec_t now = now_usec(CLOCK_MONOTONIC);
 
+        if (n->change.cb && n->change.deadline <= now)
+                change_finish(n, -ETIMEDOUT);
         for (KvProposal *p = n->fifo, *next; p; p = next) {
                 next = p->next;
                 if (p->deadline <= now) {
@@ -183,6 +194,200 @@ static void proposals_check(KvNode *n) {
                         proposal_submit(p);
                 else if (p->state == PROPOSAL_READ_READY && n->applied_index >= p->read_index)
                         proposal_finish(p, NULL, 0);
+        }
+}
+
+/* ---------------------------------------------------------------- membership changes */
+
+static void change_finish(KvNode *n, int error) {
+        KvMemberChangeFn cb = n->change.cb;
+        void *u = n->change.userdata;
+
+        n->change.cb = NULL;
+        if (cb)
+                cb(error, u);
+}
+
+static void change_applied(KvNode *n, int type, uint64_t node_id) {
+        if (n->change.cb && n->change.type == type && n->change.node_id == node_id)
+                change_finish(n, 0);
+}
+
+void kv_node_member_change_cancel(KvNode *n) {
+        n->change.cb = NULL;
+}
+
+bool kv_node_is_learner(KvNode *n, uint64_t id) {
+        bool learner = false;
+        return raft_conf_state_has(&n->conf_state, id, &learner) && learner;
+}
+
+static int change_start(KvNode *n, int type, uint64_t node_id, KvMemberChangeFn cb, void *userdata) {
+        if (n->change.cb)
+                return -EBUSY;
+        n->change.cb = cb;
+        n->change.userdata = userdata;
+        n->change.type = type;
+        n->change.node_id = node_id;
+        n->change.deadline = usec_add(now_usec(CLOCK_MONOTONIC), n->request_timeout_usec);
+        return 0;
+}
+
+static int propose_conf_change(KvNode *n, RaftConfChangeType type, const KvMember *m) {
+        _cleanup_(buf_done) Buf ctx = BUF_INIT(RAFT_CODEC_MAX_CONTEXT);
+        RaftConfChange cc = { .type = type, .node_id = m->id };
+        int r;
+
+        r = kv_member_encode(m, &ctx);
+        if (r < 0)
+                return r;
+        cc.context = ctx.data;
+        cc.context_len = ctx.len;
+        r = raft_propose_conf_change(n->raft, &cc);
+        /* No leader yet: the client gets etcd's timeout rather than an error it cannot act on. */
+        return r == -ENOTCONN ? 0 : r;
+}
+
+/* Registers cb as the waiter and proposes the change; the waiter is dropped if Raft refuses. */
+static int change_propose(KvNode *n, RaftConfChangeType type, const KvMember *m, KvMemberChangeFn cb, void *userdata) {
+        int r = change_start(n, (int) type, m->id, cb, userdata);
+
+        if (r < 0)
+                return r;
+        r = propose_conf_change(n, type, m);
+        if (r < 0) {
+                n->change.cb = NULL;
+                return r;
+        }
+        kick(n);
+        return 0;
+}
+
+static bool urls_taken(KvNode *n, char *const *urls, uint64_t except) {
+        for (size_t i = 0; i < n->members.n; i++) {
+                if (n->members.members[i].id == except)
+                        continue;
+                STRV_FOREACH(u, n->members.members[i].peer_urls)
+                        STRV_FOREACH(v, (char **) urls)
+                                if (streq(*u, *v))
+                                        return true;
+        }
+        return false;
+}
+
+int kv_node_add_member(KvNode *n, char *const *peer_urls, uint64_t *ret_id, KvMemberChangeFn cb, void *userdata) {
+        char salt[32];
+        KvMember m = { .peer_urls = (char **) peer_urls };
+        int r;
+
+        if (n->failed)
+                return -EIO;
+        if (strv_length((char **) peer_urls) == 0)
+                return -EINVAL;
+        if (urls_taken(n, peer_urls, 0))
+                return -EEXIST;
+        /* As etcd's member add: the peer URLs and the time, so that a member added again after
+         * its removal gets a new identity and nothing meant for the old one reaches it. */
+        (void) snprintf(salt, sizeof(salt), "%" PRId64, kv_node_now_ns());
+        m.id = kv_member_id((char *const *) peer_urls, salt);
+        if (m.id == RAFT_NONE || kv_members_find(&n->members, m.id))
+                return -EAGAIN;
+        r = change_propose(n, RAFT_CONF_ADD_LEARNER, &m, cb, userdata);
+        if (r >= 0)
+                *ret_id = m.id;
+        return r;
+}
+
+/* Voters this member can reach (itself included) after removing id, against the quorum of the
+ * voters that remain. */
+static bool removal_keeps_quorum(KvNode *n, uint64_t id) {
+        unsigned voters = 0, reachable = 0;
+
+        for (uint32_t i = 0; i < n->conf_state.n_voters; i++) {
+                uint64_t v = n->conf_state.voters[i];
+                KvPeerStats st;
+                if (v == id)
+                        continue;
+                voters++;
+                if (v == n->id || (kv_peer_stats(n->peers, v, &st) >= 0 && st.reachable))
+                        reachable++;
+        }
+        return voters > 0 && reachable >= voters / 2 + 1;
+}
+
+int kv_node_remove_member(KvNode *n, uint64_t id, KvMemberChangeFn cb, void *userdata) {
+        const KvMember *m = kv_members_find(&n->members, id);
+        bool learner = false;
+
+        if (n->failed)
+                return -EIO;
+        if (!m || !raft_conf_state_has(&n->conf_state, id, &learner))
+                return -ENOENT;
+        if (!learner && !removal_keeps_quorum(n, id))
+                return -EDEADLK;
+        return change_propose(n, RAFT_CONF_REMOVE_NODE, &(KvMember) { .id = id }, cb, userdata);
+}
+
+int kv_node_promote_member(KvNode *n, uint64_t id, KvMemberChangeFn cb, void *userdata) {
+        const KvMember *m = kv_members_find(&n->members, id);
+        bool learner = false;
+        int r;
+
+        if (n->failed)
+                return -EIO;
+        if (!m || !raft_conf_state_has(&n->conf_state, id, &learner))
+                return -ENOENT;
+        if (!learner)
+                return -EINVAL;
+        if (n->change.cb)
+                return -EBUSY;
+        r = change_propose(n, RAFT_CONF_ADD_VOTER, m, cb, userdata);
+        return r == -EBUSY ? -EAGAIN : r; /* Raft's -EBUSY: not caught up */
+}
+
+int kv_node_update_member(KvNode *n, uint64_t id, char *const *peer_urls, KvMemberChangeFn cb, void *userdata) {
+        _cleanup_(buf_done) Buf b = BUF_INIT(0);
+        uint8_t env[KV_ENTRY_ENVELOPE] = { KV_ENTRY_PEER_URLS };
+        KvMember m = { .id = id, .peer_urls = (char **) peer_urls };
+        int r;
+
+        if (n->failed)
+                return -EIO;
+        if (!kv_members_find(&n->members, id))
+                return -ENOENT;
+        if (strv_length((char **) peer_urls) == 0)
+                return -EINVAL;
+        if (urls_taken(n, peer_urls, id))
+                return -EEXIST;
+        put_le64(env + 1, n->id);
+        r = buf_append(&b, env, sizeof(env));
+        if (r >= 0)
+                r = kv_member_encode(&m, &b);
+        if (r < 0)
+                return r;
+        r = change_start(n, KV_CHANGE_UPDATE, id, cb, userdata);
+        if (r < 0)
+                return r;
+        r = raft_propose(n->raft, b.data, b.len);
+        if (r < 0 && r != -ENOTCONN) {
+                n->change.cb = NULL;
+                return r;
+        }
+        kick(n);
+        return 0;
+}
+
+/* The leader promotes caught-up learners (Raft refuses the others, -EBUSY), one per second. */
+static void promote_learners(KvNode *n, usec_t now) {
+        if (n->conf_state.n_learners == 0 || now < n->next_promote_usec)
+                return;
+        n->next_promote_usec = now + KV_PROMOTE_INTERVAL;
+        for (uint32_t i = 0; i < n->conf_state.n_learners; i++) {
+                const KvMember *m = kv_members_find(&n->members, n->conf_state.learners[i]);
+                if (m && propose_conf_change(n, RAFT_CONF_ADD_VOTER, m) == 0) {
+                        log_info("Promoting learner %" PRIx64 ", which has caught up.", m->id);
+                        return;
+                }
         }
 }
 
@@ -209,9 +414,14 @@ static void apply_conf_change(KvNode *n, const RaftEntry *e) {
                 (void) kv_members_remove(&n->members, cc.node_id);
                 if (cc.node_id != n->id)
                         (void) kv_peer_remove(n->peers, cc.node_id);
-                else
-                        log_warning("This member was removed from the cluster.");
+                if (n->n_removed == KV_REMOVED_MAX)
+                        memmove(n->removed, n->removed + 1, --n->n_removed * sizeof(uint64_t));
+                n->removed[n->n_removed++] = cc.node_id;
                 log_info("Member %" PRIx64 " removed.", cc.node_id);
+                change_applied(n, (int) cc.type, cc.node_id);
+                if (cc.node_id == n->id)
+                        /* As etcd: a removed member stops for good; its data is of no further use. */
+                        kv_node_fail(n, -EIDRM, "this member was removed from the cluster");
                 return;
         }
         if (cc.context_len > 0 && kv_member_decode(cc.context, cc.context_len, &m) >= 0) {
@@ -227,6 +437,26 @@ static void apply_conf_change(KvNode *n, const RaftEntry *e) {
                 kv_member_done(&m);
         }
         log_info("Member %" PRIx64 " added as %s.", cc.node_id, cc.type == RAFT_CONF_ADD_LEARNER ? "learner" : "voter");
+        change_applied(n, (int) cc.type, cc.node_id);
+}
+
+/* A member's new peer URLs (PUT /v2/members/ID): the table and the transport follow. */
+static void apply_peer_urls(KvNode *n, const void *data, size_t len) {
+        KvMember m = {};
+        const KvMember *old;
+
+        if (kv_member_decode(data, len, &m) < 0)
+                return;
+        old = kv_members_find(&n->members, m.id);
+        if (old && strv_length(m.peer_urls) > 0) {
+                /* kv_members_put() copies before it replaces, so old's strings may be passed. */
+                KvMember upd = { .id = m.id, .name = old->name, .client_urls = old->client_urls, .peer_urls = m.peer_urls };
+                if (kv_members_put(&n->members, &upd) >= 0 && m.id != n->id)
+                        (void) kv_peer_add(n->peers, m.id, m.peer_urls[0]);
+                log_info("Member %" PRIx64 " now has peer URL %s.", m.id, m.peer_urls[0]);
+                change_applied(n, KV_CHANGE_UPDATE, m.id);
+        }
+        kv_member_done(&m);
 }
 
 static void serving_check(KvNode *n);
@@ -284,6 +514,8 @@ static void apply_entry(KvNode *n, const RaftEntry *e) {
                 apply_command(n, get_le64(d + 1), get_le64(d + 9), d + KV_ENTRY_ENVELOPE, e->len - KV_ENTRY_ENVELOPE);
         else if (e->len >= KV_ENTRY_ENVELOPE && d[0] == KV_ENTRY_ATTRIBUTES)
                 apply_attributes(n, d + KV_ENTRY_ENVELOPE, e->len - KV_ENTRY_ENVELOPE);
+        else if (e->len >= KV_ENTRY_ENVELOPE && d[0] == KV_ENTRY_PEER_URLS)
+                apply_peer_urls(n, d + KV_ENTRY_ENVELOPE, e->len - KV_ENTRY_ENVELOPE);
         /* len 0: a new leader's no-op */
         n->applied_index = e->index;
         n->applied_term = e->term;
@@ -488,8 +720,10 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                 kv_node_fail(n, -EIO, "recording a snapshot");
         RaftSoftState ss = raft_soft_state(n->raft);
         on_soft_state(n, &ss);
-        if (n->soft.role == RAFT_LEADER)
+        if (n->soft.role == RAFT_LEADER) {
                 leader_duties(n, now);
+                promote_learners(n, now);
+        }
         if (!n->published && n->soft.lead != RAFT_NONE && now >= n->next_publish_usec) {
                 publish_attributes(n);
                 n->next_publish_usec = now + KV_PUBLISH_RETRY;
@@ -606,6 +840,28 @@ int kv_node_stop(KvNode *n, void (*done)(void *userdata), void *userdata) {
 
 /* ---------------------------------------------------------------- life cycle */
 
+/* A removed member that did not hear of its removal (the leader stopped sending to it before it
+ * committed) learns it when it dials us. */
+static bool on_is_removed(uint64_t id, void *userdata) {
+        KvNode *n = userdata;
+        for (size_t i = 0; i < n->n_removed; i++)
+                if (n->removed[i] == id)
+                        return true;
+        return false;
+}
+
+static void on_removed(uint64_t by, void *userdata) {
+        KvNode *n = userdata;
+        log_error("Member %" PRIx64 " says this member was removed from the cluster.", by);
+        kv_node_fail(n, -EIDRM, "this member was removed from the cluster");
+}
+
+/* A member joining with --initial-cluster-state existing asks who is in the cluster. */
+static int on_members_query(Buf *out, void *userdata) {
+        KvNode *n = userdata;
+        return kv_members_encode(&n->members, out);
+}
+
 static uint64_t raft_random(void *userdata) {
         return random_u64();
 }
@@ -640,7 +896,8 @@ int kv_node_new(KvNode **ret, sd_event *e, const KvConfig *cfg) {
                 return r;
 
         pc = (KvPeerConfig) { .cluster_id = n->cluster_id, .self_id = n->id, .on_receive = on_peer_message,
-                              .on_status = on_peer_status, .userdata = n };
+                              .on_status = on_peer_status, .get_members = on_members_query, .is_removed = on_is_removed,
+                              .on_removed = on_removed, .userdata = n };
         r = kv_peer_new(&n->peers, e, &pc);
         if (r < 0)
                 return log_oom();
@@ -705,6 +962,7 @@ KvNode *kv_node_free(KvNode *n) {
                 return NULL;
         while (n->fifo)
                 proposal_finish(n->fifo, NULL, -ECANCELED);
+        change_finish(n, -ECANCELED);
         u64map_done(&n->pending);
         sd_event_source_disable_unref(n->tick);
         sd_event_source_disable_unref(n->ready);

@@ -83,5 +83,25 @@ int64_t kv_node_now_ns(void);
  * URLs) are committed: it can serve the API from then on (flotilla-kv tells systemd READY=1 at
  * that point, as etcd does after publishing itself). */
 void kv_node_on_serving(KvNode *n, void (*cb)(void *userdata), void *userdata);
+/* Membership changes, one at a time, each answered once its conf change is applied here (error
+ * 0), or failed (-ETIMEDOUT when not applied within the request timeout, -ECANCELED when the
+ * member stops). Returns -EBUSY while another change is waited for. */
+typedef void (*KvMemberChangeFn)(int error, void *userdata);
+/* Adds a member with these peer URLs as a learner (it is promoted to voter by the leader once it
+ * has caught up); *ret_id is its new id. -EEXIST when a member has one of the URLs. */
+int kv_node_add_member(KvNode *n, char *const *peer_urls, uint64_t *ret_id, KvMemberChangeFn cb, void *userdata);
+/* -ENOENT for an unknown id; -EDEADLK when removing it would leave fewer members that this one
+ * can reach than a quorum of the remaining voters (etcd's strict reconfiguration check). */
+int kv_node_remove_member(KvNode *n, uint64_t id, KvMemberChangeFn cb, void *userdata);
+/* Promotes a learner now. -ENOENT for an unknown id, -EINVAL for a voter, -EAGAIN while it has not
+ * caught up with the leader (only the leader can tell; followers forward). */
+int kv_node_promote_member(KvNode *n, uint64_t id, KvMemberChangeFn cb, void *userdata);
+/* Replaces the peer URLs of a member. */
+int kv_node_update_member(KvNode *n, uint64_t id, char *const *peer_urls, KvMemberChangeFn cb, void *userdata);
+/* The client that waited went away: no callback (the change itself may still happen). */
+void kv_node_member_change_cancel(KvNode *n);
+/* Whether id is a learner (not yet a voter) in the applied configuration. */
+bool kv_node_is_learner(KvNode *n, uint64_t id);
+
 /* Sets a callback for fatal storage errors (the member must stop). */
 void kv_node_on_fatal(KvNode *n, void (*cb)(int error, void *userdata), void *userdata);
