@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* A 3-member cluster of real processes under faults: kill -9 of any member (the leader too)
  * under continuous writes loses no acknowledged write; an isolated minority cannot write; a
- * member that was down catches up (from a snapshot, for flotilla-kv). Runs against flotilla-kv
+ * member that was down catches up (from a snapshot, for flotilla-kv); growing to 5 members and
+ * shrinking back to 3 under writes loses nothing. Runs against flotilla-kv
  * or etcd ($FLOTILLA_TEST_KV_BIN), so the test itself is checked against the reference. */
 #include <limits.h>
 #include <signal.h>
@@ -105,17 +106,37 @@ static void verify_acked(TestKvCluster *c, const Writer *w) {
         assert_int_equal(checked, w->n_acked);
 }
 
+/* Starts writing (8 writes in flight) through a client of the cluster's endpoints. */
+static void writer_start(Writer *w, TestKvCluster *c) {
+        *w = (Writer) { .max_in_flight = 8, .capacity = 200000 };
+        w->acked = calloc(w->capacity, 1);
+        w->ops = calloc(w->capacity, sizeof(WriteOp));
+        assert_non_null(w->acked);
+        assert_non_null(w->ops);
+        w->kv = client(c, 2 * USEC_PER_SEC);
+        writer_pump(w);
+        test_loop_for(event, 500 * USEC_PER_MSEC);
+}
+
+/* Stops writing and waits for what is in flight. */
+static void writer_stop(Writer *w) {
+        w->stop = true;
+        assert_true(RUN_LOOP_UNTIL(event, w->in_flight == 0, 30 * USEC_PER_SEC));
+}
+
+static void writer_free(Writer *w) {
+        kv_client_free(w->kv);
+        free(w->acked);
+        free(w->ops);
+}
+
 static void kill_nine_any_member_loses_no_acknowledged_write(void **state) {
         TestKvCluster *c = NULL;
-        Writer w = { .max_in_flight = 8, .capacity = 200000 };
+        Writer w;
         int killed_leader = 0, killed_follower = 0;
 
         assert_int_equal(test_kv_cluster_start(&c, 3), 0);
-        w.acked = calloc(w.capacity, 1);
-        w.ops = calloc(w.capacity, sizeof(WriteOp));
-        w.kv = client(c, 2 * USEC_PER_SEC);
-        writer_pump(&w);
-        test_loop_for(event, 500 * USEC_PER_MSEC);
+        writer_start(&w, c);
 
         /* Six rounds: kill -9 the leader or a follower while writes flow, restart it. */
         for (int round = 0; round < 6; round++) {
@@ -132,16 +153,13 @@ static void kill_nine_any_member_loses_no_acknowledged_write(void **state) {
                 /* Writes keep being acknowledged around each crash. */
                 assert_true(w.n_acked > before);
         }
-        w.stop = true;
-        assert_true(RUN_LOOP_UNTIL(event, w.in_flight == 0, 30 * USEC_PER_SEC));
+        writer_stop(&w);
         fprintf(stderr, "%u writes acknowledged, %u failed, %d leader kills, %d follower kills\n", w.n_acked, w.n_failed,
                 killed_leader, killed_follower);
         assert_true(killed_leader >= 2);
         assert_true(w.n_acked > 100);
         verify_acked(c, &w);
-        kv_client_free(w.kv);
-        free(w.acked);
-        free(w.ops);
+        writer_free(&w);
         test_kv_cluster_stop(c);
 }
 
@@ -370,7 +388,65 @@ static void restarted_member_catches_up(void **state) {
         test_kv_cluster_stop(c);
 }
 
+/* Runtime membership under writes: grow 3 -> 5 (POST /v2/members, then the new member starts with
+ * --initial-cluster-state existing), shrink 5 -> 3 by removing two of the original members, and
+ * lose no acknowledged write. The new members must have become voters: with only them and one
+ * original left, killing that original still leaves a quorum. */
+static void grow_to_five_and_shrink_to_three_under_writes(void **state) {
+        TestKvCluster *c = NULL;
+        Writer w;
+        TestKvConn *k;
+        _cleanup_free_ char *body = NULL;
+        unsigned before;
+
+        assert_int_equal(test_kv_cluster_start(&c, 3), 0);
+        writer_start(&w, c);
+
+        for (unsigned via = 0; via < 2; via++) {
+                before = w.n_acked;
+                assert_int_equal(test_kv_member_add(c, via), (int) (3 + via));
+                test_loop_for(event, 1500 * USEC_PER_MSEC);
+                assert_true(w.n_acked > before);
+        }
+        k = test_kv_conn_new(c->urls[4]);
+        assert_int_equal(test_kv_do(k, "GET", "/v2/members", NULL, &body), 200);
+        for (unsigned i = 0; i < 5; i++) {
+                char name[16];
+                (void) snprintf(name, sizeof(name), "\"name\":\"m%u\"", i);
+                assert_non_null(strstr(body, name)); /* every member published its name */
+        }
+        test_kv_conn_free(k);
+
+        for (unsigned i = 0; i < 2; i++) {
+                before = w.n_acked;
+                assert_int_equal(test_kv_member_remove(c, i, 2), 0);
+                test_loop_for(event, 1000 * USEC_PER_MSEC);
+                assert_true(w.n_acked > before);
+        }
+        writer_stop(&w);
+
+        /* Members 2, 3 and 4 are the voters: without member 2, 3 and 4 still make a quorum. */
+        assert_int_equal(test_kv_member_signal(c, 2, SIGKILL), 0);
+        k = test_kv_conn_new(c->urls[3]);
+        long status = 0;
+        for (int i = 0; i < 50 && status / 100 != 2; i++) {
+                status = test_kv_do(k, "PUT", "/v2/keys/after-shrink", "value=1", NULL);
+                if (status / 100 != 2)
+                        usleep(200000);
+        }
+        assert_int_equal(status / 100, 2);
+        test_kv_conn_free(k);
+        assert_int_equal(test_kv_member_restart(c, 2), 0);
+
+        fprintf(stderr, "%u writes acknowledged, %u failed while growing to 5 and shrinking to 3\n", w.n_acked, w.n_failed);
+        assert_true(w.n_acked > 100);
+        verify_acked(c, &w);
+        writer_free(&w);
+        test_kv_cluster_stop(c);
+}
+
 TEST_MAIN_GROUP(group_setup, group_teardown,
+                cmocka_unit_test(grow_to_five_and_shrink_to_three_under_writes),
                 cmocka_unit_test(kill_nine_any_member_loses_no_acknowledged_write),
                 cmocka_unit_test(whole_cluster_kill_nine_keeps_acknowledged_writes),
                 cmocka_unit_test(isolated_minority_cannot_write),

@@ -49,8 +49,10 @@ void test_kv_conn_free(TestKvConn *k) {
         free(k);
 }
 
-long test_kv_do(TestKvConn *k, const char *method, const char *path, const char *form, char **ret_body) {
+static long kv_do(TestKvConn *k, const char *method, const char *path, const char *body, const char *content_type,
+                  char **ret_body) {
         _cleanup_free_ char *url = NULL;
+        struct curl_slist *headers = NULL;
         Buf b = BUF_INIT(0);
         long status = 0;
         CURLcode cc;
@@ -64,15 +66,30 @@ long test_kv_do(TestKvConn *k, const char *method, const char *path, const char 
         curl_easy_setopt(k->easy, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(k->easy, CURLOPT_WRITEFUNCTION, collect);
         curl_easy_setopt(k->easy, CURLOPT_WRITEDATA, &b);
-        if (form)
-                curl_easy_setopt(k->easy, CURLOPT_POSTFIELDS, form);
+        if (body)
+                curl_easy_setopt(k->easy, CURLOPT_POSTFIELDS, body);
+        if (content_type) {
+                char h[128];
+                (void) snprintf(h, sizeof(h), "Content-Type: %s", content_type);
+                headers = curl_slist_append(NULL, h);
+                curl_easy_setopt(k->easy, CURLOPT_HTTPHEADER, headers);
+        }
         cc = curl_easy_perform(k->easy);
+        curl_slist_free_all(headers);
         curl_easy_getinfo(k->easy, CURLINFO_RESPONSE_CODE, &status);
         if (ret_body)
                 *ret_body = buf_steal(&b);
         else
                 buf_done(&b);
         return cc == CURLE_OK ? status : -EIO;
+}
+
+long test_kv_do(TestKvConn *k, const char *method, const char *path, const char *form, char **ret_body) {
+        return kv_do(k, method, path, form, NULL, ret_body);
+}
+
+long test_kv_do_json(TestKvConn *k, const char *method, const char *path, const char *json, char **ret_body) {
+        return kv_do(k, method, path, json, "application/json", ret_body);
 }
 
 static const char *kv_bin(void) {
@@ -92,7 +109,13 @@ static bool bin_exists(const char *bin) {
         return false;
 }
 
+static int member_spawn_state(TestKvCluster *c, unsigned i, const char *state);
+
 static int member_spawn(TestKvCluster *c, unsigned i) {
+        return member_spawn_state(c, i, "new");
+}
+
+static int member_spawn_state(TestKvCluster *c, unsigned i, const char *state) {
         char name[16], data[512], log[512], listen_client[64], listen_peer[64], peer_url[64];
         char cluster[1024] = "", token[64];
         pid_t pid;
@@ -106,7 +129,9 @@ static int member_spawn(TestKvCluster *c, unsigned i) {
         (void) snprintf(token, sizeof(token), "test-%d", (int) getpid());
         for (unsigned j = 0; j < c->n; j++) {
                 char one[96];
-                (void) snprintf(one, sizeof(one), "%sm%u=http://127.0.0.1:%d", j ? "," : "", j, c->peer_ports[j]);
+                if (c->removed[j])
+                        continue;
+                (void) snprintf(one, sizeof(one), "%sm%u=http://127.0.0.1:%d", cluster[0] ? "," : "", j, c->peer_ports[j]);
                 strncat(cluster, one, sizeof(cluster) - strlen(cluster) - 1);
         }
         pid = fork();
@@ -123,7 +148,7 @@ static int member_spawn(TestKvCluster *c, unsigned i) {
                 const char *argv[64] = { c->bin, "--name", name, "--data-dir", data, "--listen-client-urls", listen_client,
                                          "--advertise-client-urls", listen_client, "--listen-peer-urls", listen_peer,
                                          "--initial-advertise-peer-urls", peer_url, "--initial-cluster", cluster,
-                                         "--initial-cluster-state", "new", "--initial-cluster-token", token,
+                                         "--initial-cluster-state", state, "--initial-cluster-token", token,
                                          "--enable-v2=true", "--heartbeat-interval", "50", "--election-timeout", "500",
                                          "--log-level", getenv("FLOTILLA_TEST_KV_LOG_LEVEL") ?: "error" };
                 size_t k = 0;
@@ -160,6 +185,94 @@ int test_kv_wait_healthy(TestKvCluster *c, unsigned i, unsigned timeout_sec) {
         }
         test_kv_conn_free(k);
         return r;
+}
+
+int test_kv_member_add(TestKvCluster *c, unsigned via) {
+        _cleanup_free_ char *body = NULL;
+        char json[128];
+        unsigned i = c->n;
+        TestKvConn *k;
+        long status;
+        int r;
+
+        if (i >= TEST_KV_MAX_MEMBERS)
+                return -E2BIG;
+        c->client_ports[i] = test_free_port();
+        c->peer_ports[i] = test_free_port();
+        (void) snprintf(c->urls[i], sizeof(c->urls[i]), "http://127.0.0.1:%d", c->client_ports[i]);
+        (void) snprintf(json, sizeof(json), "{\"peerURLs\":[\"http://127.0.0.1:%d\"]}", c->peer_ports[i]);
+        k = test_kv_conn_new(c->urls[via]);
+        /* etcd refuses (500, "unhealthy cluster") until its leader has been connected to every
+         * member for 5 s, so a cluster that just started is asked again. */
+        for (int t = 0; t < 40; t++) {
+                free(body);
+                body = NULL;
+                status = test_kv_do_json(k, "POST", "/v2/members", json, &body);
+                if (status != 500)
+                        break;
+                usleep(500000);
+        }
+        test_kv_conn_free(k);
+        if (status != 201) {
+                fprintf(stderr, "adding a member: HTTP %ld %s\n", status, strna(body));
+                return status < 0 ? (int) status : -EIO;
+        }
+        c->n++;
+        c->endpoints[i] = c->urls[i];
+        r = member_spawn_state(c, i, "existing");
+        if (r >= 0)
+                r = test_kv_wait_healthy(c, i, 30);
+        return r < 0 ? r : (int) i;
+}
+
+int test_kv_member_remove(TestKvCluster *c, unsigned i, unsigned via) {
+        _cleanup_free_ char *body = NULL, *path = NULL;
+        char peer[64];
+        const char *p, *id_start;
+        TestKvConn *k = test_kv_conn_new(c->urls[via]);
+        long status;
+        int st;
+
+        (void) snprintf(peer, sizeof(peer), "\"http://127.0.0.1:%d\"", c->peer_ports[i]);
+        status = test_kv_do(k, "GET", "/v2/members", NULL, &body);
+        /* {"id":"ID","name":...,"peerURLs":[PEER]...}: the id is the last one before the URL. */
+        p = status == 200 && body ? strstr(body, peer) : NULL;
+        if (!p) {
+                test_kv_conn_free(k);
+                return -ENOENT;
+        }
+        id_start = NULL;
+        for (const char *q = body; (q = strstr(q, "\"id\":\"")) && q < p; q++)
+                id_start = q + 6;
+        if (!id_start || asprintf(&path, "/v2/members/%.*s", (int) strcspn(id_start, "\""), id_start) < 0) {
+                test_kv_conn_free(k);
+                return -EBADMSG;
+        }
+        free(body);
+        body = NULL;
+        status = test_kv_do(k, "DELETE", path, NULL, &body);
+        test_kv_conn_free(k);
+        if (status != 204) {
+                fprintf(stderr, "removing member %u: HTTP %ld %s\n", i, status, strna(body));
+                return status < 0 ? (int) status : -EIO;
+        }
+        c->removed[i] = true;
+        c->endpoints[i] = NULL;
+        for (unsigned j = 0, o = 0; j < c->n; j++) /* the endpoint list stays NULL-terminated */
+                if (!c->removed[j])
+                        c->endpoints[o++] = c->urls[j], c->endpoints[o] = NULL;
+        for (int t = 0; t < 200 && c->pids[i] > 0; t++) {
+                if (waitpid(c->pids[i], &st, WNOHANG) == c->pids[i])
+                        c->pids[i] = 0;
+                else
+                        usleep(100000);
+        }
+        if (c->pids[i] > 0) {
+                fprintf(stderr, "removed member %u did not stop by itself\n", i);
+                (void) test_kv_member_signal(c, i, SIGKILL);
+                return -ETIMEDOUT;
+        }
+        return 0;
 }
 
 int test_kv_cluster_start(TestKvCluster **ret, unsigned n) {

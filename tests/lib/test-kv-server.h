@@ -16,6 +16,7 @@ typedef struct TestKvCluster {
         const char *bin;
         char *dir;
         pid_t pids[TEST_KV_MAX_MEMBERS];
+        bool removed[TEST_KV_MAX_MEMBERS];    /* removed from the cluster (test_kv_member_remove) */
         int client_ports[TEST_KV_MAX_MEMBERS];
         int peer_ports[TEST_KV_MAX_MEMBERS];
         char urls[TEST_KV_MAX_MEMBERS][64];   /* client URLs */
@@ -42,6 +43,14 @@ int test_kv_member_restart(TestKvCluster *c, unsigned i);
 int test_kv_member_start(TestKvCluster *c, unsigned i);
 int test_kv_wait_healthy(TestKvCluster *c, unsigned i, unsigned timeout_sec);
 
+/* Runtime membership, the etcd way: POST /v2/members through member 'via', then start the new
+ * member (index c->n, which grows) with --initial-cluster-state existing and wait until it is
+ * healthy. Returns the new index or -errno. */
+int test_kv_member_add(TestKvCluster *c, unsigned via);
+/* DELETE /v2/members/ID of member i through member 'via'; waits until i has stopped by itself
+ * (etcd and flotilla-kv both exit once removed), killing it after 20 s. */
+int test_kv_member_remove(TestKvCluster *c, unsigned i, unsigned via);
+
 /* Blocking requests for the test's own setup and checks (not the code under test). */
 typedef struct TestKvConn TestKvConn;
 TestKvConn *test_kv_conn_new(const char *base_url);
@@ -49,3 +58,5 @@ void test_kv_conn_free(TestKvConn *k);
 void test_kv_conn_set_timeout(TestKvConn *k, long ms); /* default 10 s */
 /* Returns the HTTP status (or -errno) and the body in *ret_body (may be NULL). */
 long test_kv_do(TestKvConn *k, const char *method, const char *path, const char *form, char **ret_body);
+/* The same with a JSON body (Content-Type: application/json), e.g. for /v2/members. */
+long test_kv_do_json(TestKvConn *k, const char *method, const char *path, const char *json, char **ret_body);
