@@ -55,9 +55,9 @@ typedef struct KnownDiff {
 #define HEAD_FRAMING "to HEAD, Go sends neither Content-Length nor Transfer-Encoding when the GET body would be " \
                      "empty or longer than 2048 bytes; libmicrohttpd always sends one, flotilla-kv a Content-Length"
 
-/* Not sent at all, so not compared: membership changes that would succeed in etcd (adding a
- * member with a new peer URL, updating or removing an existing one) would break the one-member
- * etcd; flotilla-kv cannot make them and answers 500 Internal Server Error. Loss of quorum
+/* Not sent at all, so not compared: membership changes that would succeed (adding a member with
+ * a new peer URL, updating or removing an existing one) would break the one-member clusters
+ * compared here; test-kv-cluster makes them against both (grow to 5, shrink to 3). Loss of quorum
  * (/health 503, error 300 after the request timeout) needs a cluster, see test-kv-cluster.
  * etcd's non-v2 endpoints (/v3 gateway, /debug/vars, /config/local/log) are not served. */
 static const KnownDiff known_diffs[] = {
