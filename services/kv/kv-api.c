@@ -739,18 +739,6 @@ static int member_id_parse(HttpRequest *req, uint64_t *ret) {
         return 0;
 }
 
-static bool peer_url_taken(const KvMembers *ms, uint64_t except_id, char **urls) {
-        for (size_t i = 0; i < ms->n; i++) {
-                if (ms->members[i].id == except_id)
-                        continue;
-                STRV_FOREACH(u, ms->members[i].peer_urls)
-                        STRV_FOREACH(v, urls)
-                                if (streq(*u, *v))
-                                        return true;
-        }
-        return false;
-}
-
 typedef enum ChangeKind { CHANGE_ADD, CHANGE_REMOVE, CHANGE_UPDATE, CHANGE_PROMOTE } ChangeKind;
 
 /* A client waiting for its membership change to be applied. */
@@ -940,8 +928,6 @@ static int h_members(HttpRequest *req, void *userdata) {
                         return -ENOMEM;
                 return reply_http_error(req, 404, msg);
         }
-        if (!streq(m, "DELETE") && peer_url_taken(ms, streq(m, "PUT") ? id : 0, urls))
-                return reply_http_error(req, 409, "membership: peerURL exists");
         return member_change(a, req, streq(m, "POST") ? CHANGE_ADD : streq(m, "PUT") ? CHANGE_UPDATE : CHANGE_REMOVE, id,
                              urls);
 }
