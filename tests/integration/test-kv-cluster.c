@@ -445,7 +445,67 @@ static void grow_to_five_and_shrink_to_three_under_writes(void **state) {
         test_kv_cluster_stop(c);
 }
 
+/* The membership changes a cluster refuses: removing a live voter while another is down would
+ * leave one reachable voter of two (412), a peer URL already in use (409), an unknown id (404),
+ * and, for flotilla-kv, promoting a member that is already a voter (412). */
+static void unsafe_membership_changes_are_refused(void **state) {
+        TestKvCluster *c = NULL;
+        TestKvConn *k;
+        _cleanup_free_ char *body = NULL, *path = NULL, *json = NULL;
+        const char *p;
+        long status = 0;
+
+        assert_int_equal(test_kv_cluster_start(&c, 3), 0);
+        k = test_kv_conn_new(c->urls[0]);
+        assert_true(asprintf(&json, "{\"peerURLs\":[\"http://127.0.0.1:%d\"]}", c->peer_ports[1]) > 0);
+        /* etcd answers 500 ("unhealthy cluster") for 5 s after it starts, before any other check. */
+        for (int i = 0; i < 40 && (status = test_kv_do_json(k, "POST", "/v2/members", json, NULL)) == 500; i++)
+                usleep(500000);
+        assert_int_equal(status, 409);
+        status = 0;
+        assert_int_equal(test_kv_do(k, "DELETE", "/v2/members/1234", NULL, NULL), 404);
+
+        /* Member 1's id: the last "id" before its peer URL in the list. */
+        char peer[64];
+        (void) snprintf(peer, sizeof(peer), "\"http://127.0.0.1:%d\"", c->peer_ports[1]);
+        assert_int_equal(test_kv_do(k, "GET", "/v2/members", NULL, &body), 200);
+        p = strstr(body, peer);
+        assert_non_null(p);
+        const char *id = NULL;
+        for (const char *q = body; (q = strstr(q, "\"id\":\"")) && q < p; q++)
+                id = q + 6;
+        assert_non_null(id);
+        assert_true(asprintf(&path, "/v2/members/%.*s", (int) strcspn(id, "\""), id) > 0);
+        if (test_kv_is_flotilla(c)) {
+                _cleanup_free_ char *promote = NULL;
+                assert_true(asprintf(&promote, "%s/promote", path) > 0);
+                assert_int_equal(test_kv_do(k, "POST", promote, NULL, NULL), 412);
+        }
+
+        assert_int_equal(test_kv_member_signal(c, 2, SIGKILL), 0);
+        /* Until member 0 notices member 2 is gone, the removal may still look safe to it. */
+        for (int i = 0; i < 50 && status != 412; i++) {
+                status = test_kv_do(k, "DELETE", path, NULL, NULL);
+                assert_true(status == 412 || status == 500 || status == 503);
+                if (status != 412)
+                        usleep(200000);
+        }
+        if (test_kv_is_flotilla(c))
+                assert_int_equal(status, 412);
+        else
+                assert_true(status / 100 == 4 || status / 100 == 5); /* etcd: refused, whatever the code */
+        /* Still three members, and the two live ones still make a quorum. */
+        free(body);
+        body = NULL;
+        assert_int_equal(test_kv_do(k, "GET", "/v2/members", NULL, &body), 200);
+        assert_non_null(strstr(body, peer));
+        assert_true(test_kv_do(k, "PUT", "/v2/keys/still", "value=1", NULL) / 100 == 2);
+        test_kv_conn_free(k);
+        test_kv_cluster_stop(c);
+}
+
 TEST_MAIN_GROUP(group_setup, group_teardown,
+                cmocka_unit_test(unsafe_membership_changes_are_refused),
                 cmocka_unit_test(grow_to_five_and_shrink_to_three_under_writes),
                 cmocka_unit_test(kill_nine_any_member_loses_no_acknowledged_write),
                 cmocka_unit_test(whole_cluster_kill_nine_keeps_acknowledged_writes),
