@@ -1148,6 +1148,10 @@ static double g_watches(void *userdata) {
         return (double) ((KvApi *) userdata)->n_watches;
 }
 
+static double g_active_peers(void *userdata) {
+        return (double) kv_node_active_peers(((KvApi *) userdata)->node);
+}
+
 static int register_metrics(KvApi *a) {
         MetricsRegistry *m = a->metrics;
 
@@ -1159,7 +1163,8 @@ static int register_metrics(KvApi *a) {
             !metrics_gauge_fn(m, "flotilla_kv_has_leader", NULL, "1 if a leader is known.", g_has_leader, a) ||
             !metrics_gauge_fn(m, "flotilla_kv_pending_requests", NULL, "Writes and quorum reads waiting.", g_pending, a) ||
             !metrics_gauge_fn(m, "flotilla_kv_store_nodes", NULL, "Keys and directories stored.", g_keys, a) ||
-            !metrics_gauge_fn(m, "flotilla_kv_watches", NULL, "Watches being served.", g_watches, a))
+            !metrics_gauge_fn(m, "flotilla_kv_watches", NULL, "Watches being served.", g_watches, a) ||
+            !metrics_gauge_fn(m, "flotilla_kv_active_peers", NULL, "Peers connected and answering pings.", g_active_peers, a))
                 return -ENOMEM;
         a->m_writes_ok = metrics_counter(m, "flotilla_kv_writes_total", "result=\"applied\"", "Writes by outcome.");
         a->m_writes_failed = metrics_counter(m, "flotilla_kv_writes_total", "result=\"failed\"", "Writes by outcome.");

@@ -17,7 +17,10 @@
 
 #define KV_SYNC_INTERVAL   (500 * USEC_PER_MSEC)   /* etcd's: expire TTL keys twice a second */
 #define KV_PUBLISH_RETRY   (2 * USEC_PER_SEC)
-#define KV_PING_INTERVAL   (USEC_PER_SEC)
+#define KV_PING_INTERVAL   (500 * USEC_PER_MSEC)
+/* A peer counts as active (for the safety checks of membership changes) while its connection is
+ * up and it answered a ping this recently: a stopped process keeps its sockets open. */
+#define KV_PEER_ACTIVE_WINDOW (4 * KV_PING_INTERVAL)
 #define KV_PROMOTE_INTERVAL (USEC_PER_SEC)
 #define KV_CHANGE_UPDATE   100                     /* n->change.type of a peer URL update */
 #define KV_MAX_MSG_SIZE    (1ULL << 20)            /* etcd's maxSizePerMsg */
@@ -298,18 +301,35 @@ int kv_node_add_member(KvNode *n, char *const *peer_urls, uint64_t *ret_id, KvMe
         return r;
 }
 
+static bool peer_active(KvNode *n, uint64_t id, usec_t now) {
+        KvPeerStats st;
+
+        return kv_peer_stats(n->peers, id, &st) >= 0 && st.reachable && st.last_pong_usec > 0 &&
+               now - MIN(now, st.last_pong_usec) <= KV_PEER_ACTIVE_WINDOW;
+}
+
+unsigned kv_node_active_peers(KvNode *n) {
+        usec_t now = now_usec(CLOCK_MONOTONIC);
+        unsigned k = 0;
+
+        for (size_t i = 0; i < n->members.n; i++)
+                if (n->members.members[i].id != n->id && peer_active(n, n->members.members[i].id, now))
+                        k++;
+        return k;
+}
+
 /* Voters this member can reach (itself included) after removing id, against the quorum of the
  * voters that remain. */
 static bool removal_keeps_quorum(KvNode *n, uint64_t id) {
+        usec_t now = now_usec(CLOCK_MONOTONIC);
         unsigned voters = 0, reachable = 0;
 
         for (uint32_t i = 0; i < n->conf_state.n_voters; i++) {
                 uint64_t v = n->conf_state.voters[i];
-                KvPeerStats st;
                 if (v == id)
                         continue;
                 voters++;
-                if (v == n->id || (kv_peer_stats(n->peers, v, &st) >= 0 && st.reachable))
+                if (v == n->id || peer_active(n, v, now))
                         reachable++;
         }
         return voters > 0 && reachable >= voters / 2 + 1;
@@ -692,10 +712,6 @@ static void publish_attributes(KvNode *n) {
 static void leader_duties(KvNode *n, usec_t now) {
         int64_t next;
 
-        if (now >= n->next_ping_usec) {
-                kv_peer_ping_all(n->peers);
-                n->next_ping_usec = now + KV_PING_INTERVAL;
-        }
         /* Expiry is decided by the leader's clock and replicated, as in etcd. */
         if (now >= n->next_sync_usec && kv_store_next_expiration(n->store, &next) >= 0 && next <= kv_node_now_ns()) {
                 _cleanup_(buf_done) Buf b = BUF_INIT(0);
@@ -720,6 +736,12 @@ static int on_tick(sd_event_source *s, uint64_t usec, void *userdata) {
                 kv_node_fail(n, -EIO, "recording a snapshot");
         RaftSoftState ss = raft_soft_state(n->raft);
         on_soft_state(n, &ss);
+        /* Every member pings every peer: round-trip statistics, and proof of life for the checks
+         * of membership changes, which any member may be asked to make. */
+        if (now >= n->next_ping_usec) {
+                kv_peer_ping_all(n->peers);
+                n->next_ping_usec = now + KV_PING_INTERVAL;
+        }
         if (n->soft.role == RAFT_LEADER) {
                 leader_duties(n, now);
                 promote_learners(n, now);

@@ -102,6 +102,8 @@ int kv_node_update_member(KvNode *n, uint64_t id, char *const *peer_urls, KvMemb
 void kv_node_member_change_cancel(KvNode *n);
 /* Whether id is a learner (not yet a voter) in the applied configuration. */
 bool kv_node_is_learner(KvNode *n, uint64_t id);
+/* Peers connected and answering pings (as etcd_network_active_peers). */
+unsigned kv_node_active_peers(KvNode *n);
 
 /* Sets a callback for fatal storage errors (the member must stop). */
 void kv_node_on_fatal(KvNode *n, void (*cb)(int error, void *userdata), void *userdata);

@@ -139,6 +139,8 @@ static void peer_report(Peer *p, bool up) {
                 return;
         p->reported_up = up;
         p->stats.reachable = up;
+        if (!up)
+                p->stats.last_pong_usec = 0;
         if (t->cfg.on_status)
                 t->cfg.on_status(p->id, up, t->cfg.userdata);
 }
@@ -197,6 +199,7 @@ static void peer_record_rtt(Peer *p, uint64_t sent_usec) {
                 return;
         ms = (double) (now - sent_usec) / 1000.0;
         p->stats.pongs++;
+        p->stats.last_pong_usec = now;
         n = (double) p->stats.pongs;
         p->rtt_sum += ms;
         p->rtt_sumsq += ms * ms;

@@ -75,6 +75,7 @@ typedef struct KvPeerConfig {
 
 typedef struct KvPeerStats {
         bool reachable;
+        usec_t last_pong_usec;    /* CLOCK_MONOTONIC, 0 before the first PONG on this connection */
         uint64_t messages_sent, messages_dropped, bytes_sent;
         uint64_t pings, pongs;
         double rtt_last_ms, rtt_min_ms, rtt_max_ms, rtt_avg_ms, rtt_stddev_ms;

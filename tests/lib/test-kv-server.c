@@ -187,6 +187,45 @@ int test_kv_wait_healthy(TestKvCluster *c, unsigned i, unsigned timeout_sec) {
         return r;
 }
 
+static long metric_sum(const char *text, const char *name) {
+        size_t len = strlen(name);
+        long sum = -1;
+
+        for (const char *l = text; l && *l; l = strchr(l, '\n'), l = l ? l + 1 : NULL) {
+                const char *v;
+                if (strncmp(l, name, len) != 0 || (l[len] != ' ' && l[len] != '{'))
+                        continue;
+                v = strchr(l, ' ');
+                if (v && (!strchr(l, '\n') || v < strchr(l, '\n')))
+                        sum = (sum < 0 ? 0 : sum) + strtol(v + 1, NULL, 10);
+        }
+        return sum;
+}
+
+int test_kv_wait_active_peers(TestKvCluster *c, unsigned i, unsigned want, unsigned timeout_sec) {
+        TestKvConn *k = test_kv_conn_new(c->urls[i]);
+        time_t end = time(NULL) + timeout_sec;
+        long seen = -1;
+        int r = -ETIMEDOUT;
+
+        while (time(NULL) < end) {
+                _cleanup_free_ char *body = NULL;
+                if (test_kv_do(k, "GET", "/metrics", NULL, &body) == 200 && body) {
+                        seen = metric_sum(body, test_kv_is_flotilla(c) ? "flotilla_kv_active_peers"
+                                                                        : "etcd_network_active_peers");
+                        if (seen == (long) want) {
+                                r = 0;
+                                break;
+                        }
+                }
+                usleep(100000);
+        }
+        if (r < 0)
+                fprintf(stderr, "member %u: %ld active peers after %u s, wanted %u\n", i, seen, timeout_sec, want);
+        test_kv_conn_free(k);
+        return r;
+}
+
 int test_kv_member_add(TestKvCluster *c, unsigned via) {
         _cleanup_free_ char *body = NULL;
         char json[128];

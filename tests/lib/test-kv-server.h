@@ -42,6 +42,9 @@ int test_kv_member_restart(TestKvCluster *c, unsigned i);
  * healthy); test_kv_wait_healthy() then waits. */
 int test_kv_member_start(TestKvCluster *c, unsigned i);
 int test_kv_wait_healthy(TestKvCluster *c, unsigned i, unsigned timeout_sec);
+/* Waits until member i counts 'want' active peers in /metrics (flotilla_kv_active_peers, or the
+ * sum of etcd's etcd_network_active_peers): the member's own view of who is alive. */
+int test_kv_wait_active_peers(TestKvCluster *c, unsigned i, unsigned want, unsigned timeout_sec);
 
 /* Runtime membership, the etcd way: POST /v2/members through member 'via', then start the new
  * member (index c->n, which grows) with --initial-cluster-state existing and wait until it is
