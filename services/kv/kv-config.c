@@ -12,6 +12,8 @@
 #include "shared/sha1.h"
 
 static const char *const cluster_states[] = { "new", "existing", NULL };
+static const char *const proxy_modes[] = { "off", "on", "readonly", NULL };
+static const char *const discovery_fallbacks[] = { "proxy", "exit", NULL };
 
 #define OPT(n, t, f, d, m, h, ...) \
         { .name = n, .type = t, .offset = offsetof(KvConfig, f), .def = d, .metavar = m, .help = h, __VA_ARGS__ }
@@ -58,6 +60,30 @@ static const ConfOption options[] = {
         OPT("enable-v2", CONF_BOOL, enable_v2, "true", NULL, "accepted for etcd compatibility; the v2 API is always on"),
         OPT("strict-reconfig-check", CONF_BOOL, strict_reconfig_check, "true", NULL,
             "refuse membership changes that could lose quorum"),
+        OPT("join", CONF_STRV, join, NULL, "URLS",
+            "client URLs of running members: this member adds itself to their cluster (no --initial-cluster needed)"),
+        OPT("discovery", CONF_STRING, discovery, NULL, "URL", "bootstrap through this etcd v2 discovery URL"),
+        OPT("discovery-fallback", CONF_ENUM, discovery_fallback, "proxy", "proxy|exit",
+            "what a member does when the discovery URL's cluster is already full", .enum_values = discovery_fallbacks),
+        OPT("discovery-srv", CONF_STRING, discovery_srv, NULL, "DOMAIN",
+            "bootstrap from the _etcd-server._tcp SRV records of DOMAIN"),
+        OPT("discovery-srv-name", CONF_STRING, discovery_srv_name, NULL, "SUFFIX",
+            "looks up _etcd-server-SUFFIX._tcp instead"),
+        OPT("proxy", CONF_ENUM, proxy, "off", "off|on|readonly",
+            "forward client requests to the cluster instead of being a member", .enum_values = proxy_modes),
+        OPT("proxy-failure-wait", CONF_DURATION, proxy_failure_wait_usec, "5000", "MS",
+            "how long a failed endpoint is left out (bare numbers are milliseconds)", .unit = USEC_PER_MSEC,
+            .min = 0, .max = 3600 * USEC_PER_SEC),
+        OPT("proxy-refresh-interval", CONF_DURATION, proxy_refresh_interval_usec, "30000", "MS",
+            "how often the proxy fetches the member list again", .unit = USEC_PER_MSEC, .min = 100 * USEC_PER_MSEC,
+            .max = 3600 * USEC_PER_SEC),
+        OPT("proxy-dial-timeout", CONF_DURATION, proxy_dial_timeout_usec, "1000", "MS",
+            "connect timeout towards a member", .unit = USEC_PER_MSEC, .min = USEC_PER_MSEC, .max = 600 * USEC_PER_SEC),
+        OPT("proxy-write-timeout", CONF_DURATION, proxy_write_timeout_usec, "5000", "MS",
+            "time a forwarded request (not a watch) may take", .unit = USEC_PER_MSEC, .min = USEC_PER_MSEC,
+            .max = 3600 * USEC_PER_SEC),
+        OPT("proxy-read-timeout", CONF_DURATION, proxy_read_timeout_usec, "0", "MS",
+            "time a forwarded watch may take (0: no limit)", .unit = USEC_PER_MSEC, .min = 0, .max = 86400 * USEC_PER_SEC),
         /* etcd 3.4 flags for its v3 store, logging or profiling: accepted so unit files and
          * scripts written for etcd keep working. */
         IGNORED("logger"), IGNORED("log-outputs"), IGNORED_BOOL("enable-pprof"), IGNORED("quota-backend-bytes"),
@@ -136,6 +162,16 @@ int kv_config_validate(const KvConfig *c) {
                                        "from a backup instead (see docs/kv.md).");
         if (!c->enable_v2)
                 log_warning("--enable-v2=false has no effect: flotilla-kv serves only the v2 API.");
+
+        if (!!c->discovery + !!c->discovery_srv + (strv_length(c->join) > 0) > 1)
+                return log_error_errno(SYNTHETIC_ERRNO(EINVAL), "--join, --discovery and --discovery-srv exclude each other");
+        if (c->join && (r = check_urls(c->join, "join", false)) < 0)
+                return r;
+        if (c->discovery && !startswith(c->discovery, "http://") && !startswith(c->discovery, "https://"))
+                return log_error_errno(SYNTHETIC_ERRNO(EINVAL), "--discovery: '%s' is not an http:// or https:// URL", c->discovery);
+        /* A proxy is no member; a joining or discovering member learns the cluster at start. */
+        if (c->proxy != KV_PROXY_OFF || c->join || c->discovery || c->discovery_srv)
+                return 0;
 
         r = kv_config_initial_members(c, &m, &n);
         if (r < 0)

@@ -15,6 +15,17 @@ typedef enum KvClusterState {
         KV_CLUSTER_EXISTING,
 } KvClusterState;
 
+typedef enum KvProxyMode {
+        KV_PROXY_OFF,
+        KV_PROXY_ON,
+        KV_PROXY_READONLY,
+} KvProxyMode;
+
+typedef enum KvDiscoveryFallback {
+        KV_DISCOVERY_FALLBACK_PROXY,
+        KV_DISCOVERY_FALLBACK_EXIT,
+} KvDiscoveryFallback;
+
 typedef struct KvConfig {
         char *name;
         char *data_dir;                  /* default "<name>.etcd", as etcd */
@@ -36,6 +47,22 @@ typedef struct KvConfig {
         bool enable_v2;                  /* accepted; flotilla-kv always serves v2 */
         bool strict_reconfig_check;
         bool force_new_cluster;          /* refused by kv_config_validate() */
+
+        /* Joining without --initial-cluster: client URLs of running members (flotilla-kv). */
+        char **join;
+        /* Bootstrap through an etcd v2 discovery URL, or DNS SRV records of a domain. */
+        char *discovery;
+        int discovery_fallback;          /* KvDiscoveryFallback */
+        char *discovery_srv;
+        char *discovery_srv_name;
+
+        /* Proxy mode: forward client requests to the cluster instead of being a member. */
+        int proxy;                       /* KvProxyMode */
+        usec_t proxy_failure_wait_usec;  /* an endpoint that failed is skipped this long */
+        usec_t proxy_refresh_interval_usec; /* how often the member list is fetched again */
+        usec_t proxy_dial_timeout_usec;
+        usec_t proxy_write_timeout_usec; /* a whole non-watch request */
+        usec_t proxy_read_timeout_usec;  /* 0: watches may wait forever */
 } KvConfig;
 
 typedef struct KvMember {

@@ -17,12 +17,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kv-join.h"
 #include "kv-node-internal.h"
 #include "shared/log.h"
 #include "shared/unaligned.h"
 
 #define KV_JOIN_TIMEOUT_USEC       (30 * USEC_PER_SEC)  /* asking the others who is in the cluster */
 #define KV_JOIN_QUERY_TIMEOUT_USEC (2 * USEC_PER_SEC)   /* one of them */
+#define KV_PROBE_TIMEOUT_USEC      (1 * USEC_PER_SEC)   /* is there a cluster that knows us already? */
 
 int kv_conf_state_encode(const RaftConfState *cs, Buf *out) {
         uint8_t b[8];
@@ -143,57 +145,107 @@ static int save_snapshot_file(KvNode *n, uint64_t index, uint64_t term, const Ra
         return r;
 }
 
-/* Asks the members named in --initial-cluster (other than this one) who is in the cluster, and
- * finds this member in the answer by its advertised peer URL: it must have been added (POST
- * /v2/members) first. Fills n->members; sets n->id and n->cluster_id, or checks them against
- * the ones recovered from the WAL. Members are asked in turn until one answers or time is up. */
-static int query_membership(KvNode *n) {
-        KvMember *m = NULL;
-        size_t nm = 0;
+/* Client URLs of the members other than the one with id 'except'. */
+static char **client_urls_of(const KvMembers *ms, uint64_t except) {
+        char **l = NULL;
+
+        for (size_t i = 0; i < ms->n; i++)
+                if (ms->members[i].id != except)
+                        STRV_FOREACH(u, ms->members[i].client_urls)
+                                if (strv_extend(&l, *u) < 0)
+                                        return strv_free(l);
+        return l;
+}
+
+static bool is_own_peer_url(KvNode *n, const char *url) {
+        STRV_FOREACH(u, n->cfg->initial_advertise_peer_urls)
+                if (streq(*u, url))
+                        return true;
+        return false;
+}
+
+/* This member lost its data directory but the cluster remembers it: it had published its client
+ * URLs, which only a running member does. Coming back under the old identity with an empty log
+ * would let it vote twice in a term, so it leaves as the old member and joins as a new one. */
+static int replace_lost_self(KvNode *n, const KvMembers *members, const KvMember *old) {
+        _cleanup_strv_free_ char **urls = client_urls_of(members, old->id);
         usec_t deadline = usec_add(now_usec(CLOCK_MONOTONIC), KV_JOIN_TIMEOUT_USEC);
+        uint64_t id;
+        int r;
+
+        if (strv_length(urls) == 0)
+                return log_error_errno(SYNTHETIC_ERRNO(EHOSTUNREACH),
+                                       "Member %" PRIx64 " (%s) lost its data, and no other member has a client URL to "
+                                       "replace it through.", old->id, strna(old->name));
+        log_warning("The cluster knows this member as %" PRIx64 " (%s), but %s is empty: the data was lost. Replacing "
+                    "the old member by a new one.", old->id, strna(old->name), n->cfg->data_dir);
+        r = kv_join_remove(urls, old->id, deadline);
+        if (r < 0 && r != -ENOENT)
+                return log_error_errno(r, "Cannot remove the old member %" PRIx64 ": %m", old->id);
+        r = kv_join_add(urls, n->cfg->initial_advertise_peer_urls, deadline, &id);
+        if (r < 0)
+                return log_error_errno(r, "Cannot add this member again: %m");
+        log_info("Removed member %" PRIx64 " and added this member as %" PRIx64 ".", old->id, id);
+        return 0;
+}
+
+/* Asks the members at 'ask' (peer URLs) who is in the cluster, and finds this member in the
+ * answer by its advertised peer URL: it must have been added (POST /v2/members) first. Fills
+ * n->members; sets n->id and n->cluster_id, or checks them against the ones recovered from the
+ * WAL. Members are asked in turn until one answers or time is up. */
+static int query_membership(KvNode *n, char *const *ask, bool just_added) {
+        usec_t deadline = usec_add(now_usec(CLOCK_MONOTONIC), KV_JOIN_TIMEOUT_USEC);
+        bool replaced = false;
         int r, last = -EHOSTUNREACH;
 
-        r = kv_config_initial_members(n->cfg, &m, &nm);
-        if (r < 0)
-                return r;
         for (unsigned attempt = 0; now_usec(CLOCK_MONOTONIC) < deadline; attempt++) {
-                for (size_t i = 0; i < nm; i++) {
+                STRV_FOREACH(url, ask) {
                         _cleanup_free_ void *data = NULL;
                         KvMembers members = {};
                         const KvMember *self = NULL;
                         uint64_t cluster_id, peer_id;
                         size_t len;
 
-                        if (streq(m[i].name, n->cfg->name) || strv_length(m[i].peer_urls) == 0)
+                        if (is_own_peer_url(n, *url))
                                 continue;
-                        r = kv_peer_query_members(m[i].peer_urls[0], KV_JOIN_QUERY_TIMEOUT_USEC, &cluster_id, &peer_id, &data, &len);
+                        r = kv_peer_query_members(*url, KV_JOIN_QUERY_TIMEOUT_USEC, &cluster_id, &peer_id, &data, &len);
                         if (r >= 0)
                                 r = kv_members_decode(data, len, &members);
                         if (r < 0) {
                                 if (attempt == 0 || r != last)
-                                        log_warning_errno(r, "Cannot learn the cluster's members from %s at %s: %m",
-                                                          m[i].name, m[i].peer_urls[0]);
+                                        log_warning_errno(r, "Cannot learn the cluster's members from %s: %m", *url);
                                 last = r;
                                 continue;
                         }
                         for (size_t j = 0; j < members.n && !self; j++)
-                                STRV_FOREACH(u, n->cfg->initial_advertise_peer_urls)
-                                        if (strv_length(members.members[j].peer_urls) > 0 &&
-                                            streq(members.members[j].peer_urls[0], *u))
-                                                self = &members.members[j];
+                                if (strv_length(members.members[j].peer_urls) > 0 &&
+                                    is_own_peer_url(n, members.members[j].peer_urls[0]))
+                                        self = &members.members[j];
+                        if (!self && (replaced || just_added)) {
+                                /* Added a moment ago: this member has not applied it yet. */
+                                kv_members_done(&members);
+                                last = -ENOENT;
+                                continue;
+                        }
                         if (!self) {
                                 kv_members_done(&members);
-                                kv_members_free(TAKE_PTR(m), nm);
                                 return log_error_errno(SYNTHETIC_ERRNO(ENOENT),
                                                        "Cluster %" PRIx64 " has no member with peer URL %s: add this member "
-                                                       "first (flotillactl kv member add %s %s), or start it with "
-                                                       "--initial-cluster-state new.", cluster_id,
+                                                       "first (flotillactl kv member add %s %s), start it with --join, or "
+                                                       "start it with --initial-cluster-state new.", cluster_id,
                                                        n->cfg->initial_advertise_peer_urls[0], n->cfg->name,
                                                        n->cfg->initial_advertise_peer_urls[0]);
                         }
+                        if (n->cluster_id == 0 && strv_length(self->client_urls) > 0 && !replaced) {
+                                r = replace_lost_self(n, &members, self);
+                                kv_members_done(&members);
+                                if (r < 0)
+                                        return r;
+                                replaced = true;
+                                goto again;
+                        }
                         if (n->cluster_id != 0 && (n->cluster_id != cluster_id || n->id != self->id)) {
                                 kv_members_done(&members);
-                                kv_members_free(TAKE_PTR(m), nm);
                                 return log_error_errno(SYNTHETIC_ERRNO(EPROTO),
                                                        "%s belongs to member %" PRIx64 " of cluster %" PRIx64 ", but the cluster "
                                                        "now knows this peer URL as member %" PRIx64 " of cluster %" PRIx64 ".",
@@ -204,14 +256,97 @@ static int query_membership(KvNode *n) {
                         kv_members_done(&n->members);
                         n->members = members;
                         log_info("Joining cluster %" PRIx64 " as member %" PRIx64 " (%zu members, learned from %" PRIx64 " at %s).",
-                                 cluster_id, n->id, members.n, peer_id, m[i].peer_urls[0]);
-                        kv_members_free(m, nm);
+                                 cluster_id, n->id, members.n, peer_id, *url);
                         return 0;
                 }
                 (void) usleep(200 * USEC_PER_MSEC);
+        again:;
         }
-        kv_members_free(TAKE_PTR(m), nm);
-        return log_error_errno(last, "No member named in --initial-cluster told this member about the cluster: %m");
+        return log_error_errno(last, "No member told this member about the cluster: %m");
+}
+
+/* The peer URLs of --initial-cluster. */
+static int initial_peer_urls(KvNode *n, char ***ret) {
+        _cleanup_strv_free_ char **l = NULL;
+        KvMember *m = NULL;
+        size_t nm = 0;
+        int r;
+
+        r = kv_config_initial_members(n->cfg, &m, &nm);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < nm && r >= 0; i++)
+                STRV_FOREACH(u, m[i].peer_urls)
+                        if (r >= 0)
+                                r = strv_extend(&l, *u);
+        kv_members_free(m, nm);
+        if (r < 0)
+                return log_oom();
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+/* Whom to ask about the cluster: the members the --join URLs list (their peer URLs), or the
+ * members of --initial-cluster. */
+static int peers_to_ask(KvNode *n, KvMembers *ret_members, char ***ret) {
+        _cleanup_strv_free_ char **l = NULL;
+        KvMembers ms = {};
+        int r;
+
+        if (strv_length(n->cfg->join) == 0)
+                return initial_peer_urls(n, ret);
+        r = kv_join_fetch_members(n->cfg->join, usec_add(now_usec(CLOCK_MONOTONIC), KV_JOIN_TIMEOUT_USEC), &ms);
+        if (r < 0)
+                return log_error_errno(r, "None of the --join URLs told this member about the cluster: %m");
+        for (size_t i = 0; i < ms.n && r >= 0; i++)
+                STRV_FOREACH(u, ms.members[i].peer_urls)
+                        if (r >= 0)
+                                r = strv_extend(&l, *u);
+        if (r < 0 || !ret_members)
+                kv_members_done(&ms);
+        else
+                *ret_members = ms;
+        if (r < 0)
+                return log_oom();
+        *ret = TAKE_PTR(l);
+        return 0;
+}
+
+/* --join on an empty data directory: add this member through the client API, unless it is
+ * already there (added by hand, or a previous start got this far). A published member of the
+ * same name at another peer URL is this host's previous incarnation if it no longer answers. */
+static int join_add_self(KvNode *n, const KvMembers *ms) {
+        usec_t deadline = usec_add(now_usec(CLOCK_MONOTONIC), KV_JOIN_TIMEOUT_USEC);
+        const KvMember *same_url = NULL, *same_name = NULL;
+        uint64_t id;
+        int r;
+
+        for (size_t i = 0; i < ms->n; i++) {
+                const KvMember *m = &ms->members[i];
+                if (strv_length(m->peer_urls) > 0 && is_own_peer_url(n, m->peer_urls[0]))
+                        same_url = m;
+                else if (streq_ptr(m->name, n->cfg->name))
+                        same_name = m;
+        }
+        if (same_url)
+                return 0;       /* query_membership() replaces it if it was a lost incarnation */
+        if (same_name && strv_length(same_name->client_urls) > 0) {
+                _cleanup_free_ void *data = NULL;
+                uint64_t cid, pid;
+                size_t len;
+
+                if (kv_peer_query_members(same_name->peer_urls[0], KV_JOIN_QUERY_TIMEOUT_USEC, &cid, &pid, &data, &len) >= 0)
+                        return log_error_errno(SYNTHETIC_ERRNO(EEXIST),
+                                               "Member %" PRIx64 " is called %s too, and it is running at %s: choose "
+                                               "another --name.", same_name->id, n->cfg->name, same_name->peer_urls[0]);
+                r = replace_lost_self(n, ms, same_name);
+                return r < 0 ? r : 1;
+        }
+        r = kv_join_add(n->cfg->join, n->cfg->initial_advertise_peer_urls, deadline, &id);
+        if (r < 0)
+                return r;
+        log_info("Added this member to the cluster as %" PRIx64 " through %s.", id, n->cfg->join[0]);
+        return 1;
 }
 
 /* --initial-cluster-state existing and no data: this member was added to a running cluster and
@@ -231,8 +366,49 @@ static int wal_create(KvNode *n) {
 }
 
 static int join(KvNode *n) {
-        int r = query_membership(n);
+        _cleanup_strv_free_ char **ask = NULL;
+        KvMembers ms = {};
+        int r;
+
+        r = peers_to_ask(n, &ms, &ask);
+        if (r >= 0 && strv_length(n->cfg->join) > 0)
+                r = join_add_self(n, &ms);
+        kv_members_done(&ms);
+        if (r >= 0)
+                r = query_membership(n, ask, r > 0);
         return r < 0 ? r : wal_create(n);
+}
+
+/* --initial-cluster-state new on an empty data directory, but the other members already run
+ * a cluster that knows this member as one that ran (it published its client URLs): its data
+ * was lost. Returns 1 when it should join as a replacement, 0 to bootstrap. One quick round:
+ * when nobody answers, this is an ordinary first start. */
+static int lost_data_probe(KvNode *n) {
+        _cleanup_strv_free_ char **ask = NULL;
+        int r, lost = 0;
+
+        r = initial_peer_urls(n, &ask);
+        if (r < 0)
+                return r;
+        STRV_FOREACH(url, ask) {
+                _cleanup_free_ void *data = NULL;
+                KvMembers ms = {};
+                uint64_t cid, pid;
+                size_t len;
+
+                if (is_own_peer_url(n, *url) ||
+                    kv_peer_query_members(*url, KV_PROBE_TIMEOUT_USEC, &cid, &pid, &data, &len) < 0 ||
+                    kv_members_decode(data, len, &ms) < 0)
+                        continue;
+                for (size_t i = 0; i < ms.n; i++)
+                        if (strv_length(ms.members[i].peer_urls) > 0 && is_own_peer_url(n, ms.members[i].peer_urls[0]) &&
+                            strv_length(ms.members[i].client_urls) > 0)
+                                lost = 1;
+                kv_members_done(&ms);
+                if (lost)
+                        break;
+        }
+        return lost;
 }
 
 /* A new cluster: a snapshot at index 1 naming the initial members, and a WAL pointing at it. */
@@ -248,7 +424,12 @@ static int bootstrap(KvNode *n) {
         size_t nm = 0;
         int r;
 
-        if (n->cfg->initial_cluster_state == KV_CLUSTER_EXISTING)
+        if (n->cfg->initial_cluster_state == KV_CLUSTER_EXISTING || strv_length(n->cfg->join) > 0)
+                return join(n);
+        r = lost_data_probe(n);
+        if (r < 0)
+                return r;
+        if (r > 0)
                 return join(n);
         r = kv_config_initial_members(n->cfg, &m, &nm);
         if (r < 0)
@@ -404,7 +585,10 @@ int kv_node_storage_open(KvNode *n) {
         if (r >= 0 && st.snapshot_index == 0 && n->members.n == 0) {
                 /* Joined, but stopped before the leader's snapshot arrived: ask again who the
                  * others are, or nobody would be dialled. */
-                r = query_membership(n);
+                _cleanup_strv_free_ char **ask = NULL;
+                r = peers_to_ask(n, NULL, &ask);
+                if (r >= 0)
+                        r = query_membership(n, ask, false);
                 if (r < 0) {
                         kv_wal_state_done(&st);
                         return r;

@@ -4,6 +4,7 @@
  * member that was down catches up (from a snapshot, for flotilla-kv); growing to 5 members and
  * shrinking back to 3 under writes loses nothing. Runs against flotilla-kv
  * or etcd ($FLOTILLA_TEST_KV_BIN), so the test itself is checked against the reference. */
+#include <inttypes.h>
 #include <limits.h>
 #include <signal.h>
 #include <unistd.h>
@@ -521,8 +522,159 @@ static void unsafe_membership_changes_are_refused(void **state) {
         test_kv_cluster_stop(c);
 }
 
+/* The id of the member whose first peer URL is on peer_port, as /v2/members (through k) lists
+ * it; 0 if absent. */
+static uint64_t member_id_by_peer_port(TestKvConn *k, int peer_port, size_t *ret_n_members) {
+        _cleanup_free_ char *body = NULL;
+        char peer[64];
+        const char *p, *id = NULL;
+        size_t n = 0;
+
+        (void) snprintf(peer, sizeof(peer), "\"http://127.0.0.1:%d\"", peer_port);
+        if (test_kv_do(k, "GET", "/v2/members", NULL, &body) != 200 || !body)
+                return 0;
+        for (const char *q = body; (q = strstr(q, "\"id\":\"")); q++)
+                n++;
+        if (ret_n_members)
+                *ret_n_members = n;
+        p = strstr(body, peer);
+        if (!p)
+                return 0;
+        for (const char *q = body; (q = strstr(q, "\"id\":\"")) && q < p; q++)
+                id = q + 6;
+        return id ? strtoull(id, NULL, 16) : 0;
+}
+
+/* A member's local (not quorum) read of key until it shows value: it may still be catching up. */
+static void wait_local_value(TestKvCluster *c, unsigned i, const char *key, const char *value) {
+        TestKvConn *k = test_kv_conn_new(c->urls[i]);
+        _cleanup_free_ char *path = NULL, *want = NULL;
+        bool seen = false;
+
+        assert_true(asprintf(&path, "/v2/keys/%s", key) > 0);
+        assert_true(asprintf(&want, "\"value\":\"%s\"", value) > 0);
+        for (int t = 0; t < 200 && !seen; t++) {
+                _cleanup_free_ char *body = NULL;
+                seen = test_kv_do(k, "GET", path, NULL, &body) == 200 && body && strstr(body, want);
+                if (!seen)
+                        usleep(50000);
+        }
+        test_kv_conn_free(k);
+        if (!seen)
+                fail_msg("member %u never showed %s=%s", i, key, value);
+}
+
+static void join_with_one_url_and_again_after_losing_data(void **state) {
+        TestKvCluster *c = NULL;
+        TestKvConn *k;
+        uint64_t id, id2;
+        size_t n = 0;
+        int i;
+
+        assert_int_equal(test_kv_cluster_start(&c, 3), 0);
+        if (!test_kv_is_flotilla(c)) {
+                test_kv_cluster_stop(c);
+                skip(); /* --join is flotilla-kv's */
+        }
+        k = test_kv_conn_new(c->urls[0]);
+        assert_int_equal(test_kv_do(k, "PUT", "/v2/keys/before", "value=1", NULL), 201);
+
+        /* Nothing but --join: no --initial-cluster that names it, no POST beforehand. */
+        i = test_kv_member_spawn_join(c, 0);
+        assert_true(i == 3);
+        assert_int_equal(test_kv_wait_healthy(c, 3, 40), 0);
+        id = member_id_by_peer_port(k, c->peer_ports[3], &n);
+        assert_true(id != 0);
+        assert_int_equal(n, 4);
+        wait_local_value(c, 3, "before", "1");
+        TestKvConn *k3 = test_kv_conn_new(c->urls[3]);
+        assert_int_equal(test_kv_do(k3, "PUT", "/v2/keys/through-new", "value=2", NULL), 201);
+        test_kv_conn_free(k3);
+
+        /* Its disk is lost; started the same way again, it takes over from its old identity. */
+        assert_int_equal(test_kv_member_signal(c, 3, SIGKILL), 0);
+        assert_int_equal(test_kv_member_wipe(c, 3), 0);
+        assert_int_equal(test_kv_member_start_join(c, 3, 1), 0);
+        assert_int_equal(test_kv_wait_healthy(c, 3, 60), 0);
+        id2 = member_id_by_peer_port(k, c->peer_ports[3], &n);
+        assert_true(id2 != 0 && id2 != id);
+        assert_int_equal(n, 4);
+        wait_local_value(c, 3, "through-new", "2");
+
+        /* A restart with its data keeps its identity. */
+        assert_int_equal(test_kv_member_signal(c, 3, SIGKILL), 0);
+        assert_int_equal(test_kv_member_start_join(c, 3, 2), 0);
+        assert_int_equal(test_kv_wait_healthy(c, 3, 40), 0);
+        assert_true(member_id_by_peer_port(k, c->peer_ports[3], &n) == id2);
+        assert_int_equal(n, 4);
+        test_kv_conn_free(k);
+        test_kv_cluster_stop(c);
+}
+
+/* A member whose data directory is lost, restarted with its usual flags (state "new"). etcd
+ * refuses to start it ("member ... has already been bootstrapped") and leaves the operator to
+ * remove, add and restart by hand; flotilla-kv replaces the old identity by itself. */
+static void lost_member_restarted_with_same_flags_is_replaced(void **state) {
+        TestKvCluster *c = NULL;
+        TestKvConn *k;
+        uint64_t id, id2;
+        size_t n = 0;
+        int lead = -1, r;
+        long status;
+
+        assert_int_equal(test_kv_cluster_start(&c, 3), 0);
+        for (int t = 0; t < 100 && (lead = test_kv_leader(c)) < 0; t++)
+                usleep(100000);
+        assert_true(lead >= 0);
+        unsigned victim = ((unsigned) lead + 1) % 3;
+        k = test_kv_conn_new(c->urls[lead]);
+        assert_int_equal(test_kv_do(k, "PUT", "/v2/keys/kept", "value=yes", NULL), 201);
+        id = member_id_by_peer_port(k, c->peer_ports[victim], NULL);
+        assert_true(id != 0);
+
+        assert_int_equal(test_kv_member_signal(c, victim, SIGKILL), 0);
+        assert_int_equal(test_kv_member_wipe(c, victim), 0);
+        assert_int_equal(test_kv_member_start(c, victim), 0);
+        r = test_kv_wait_healthy(c, victim, 60);
+        if (!test_kv_is_flotilla(c)) {
+                assert_int_equal(r, -ECHILD);   /* etcd exits */
+                test_kv_conn_free(k);
+                test_kv_cluster_stop(c);
+                return;
+        }
+        assert_int_equal(r, 0);
+        id2 = member_id_by_peer_port(k, c->peer_ports[victim], &n);
+        assert_true(id2 != 0 && id2 != id);
+        assert_int_equal(n, 3);
+        wait_local_value(c, victim, "kept", "yes");
+        /* Fully back once the leader promoted it (asking to promote a voter answers "not a
+         * learner"); then the other two can lose one more and still write. */
+        _cleanup_free_ char *promote = NULL;
+        bool voter = false;
+        assert_true(asprintf(&promote, "/v2/members/%" PRIx64 "/promote", id2) > 0);
+        for (int t = 0; t < 100 && !voter; t++) {
+                _cleanup_free_ char *body = NULL;
+                status = test_kv_do(k, "POST", promote, NULL, &body);
+                voter = status == 200 || (status == 412 && body && strstr(body, "not a learner"));
+                if (!voter)
+                        usleep(100000);
+        }
+        assert_true(voter);
+        assert_int_equal(test_kv_member_signal(c, (victim + 1) % 3, SIGKILL), 0);
+        test_kv_conn_free(k);
+        k = test_kv_conn_new(c->urls[victim]);
+        test_kv_conn_set_timeout(k, 15000);
+        status = test_kv_do(k, "PUT", "/v2/keys/after", "value=1", NULL);
+        if (status / 100 != 2)
+                fail_msg("write after replacing a member and losing another answered %ld", status);
+        test_kv_conn_free(k);
+        test_kv_cluster_stop(c);
+}
+
 TEST_MAIN_GROUP(group_setup, group_teardown,
                 cmocka_unit_test(unsafe_membership_changes_are_refused),
+                cmocka_unit_test(join_with_one_url_and_again_after_losing_data),
+                cmocka_unit_test(lost_member_restarted_with_same_flags_is_replaced),
                 cmocka_unit_test(grow_to_five_and_shrink_to_three_under_writes),
                 cmocka_unit_test(kill_nine_any_member_loses_no_acknowledged_write),
                 cmocka_unit_test(whole_cluster_kill_nine_keeps_acknowledged_writes),

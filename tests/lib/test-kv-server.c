@@ -226,6 +226,12 @@ int test_kv_wait_active_peers(TestKvCluster *c, unsigned i, unsigned want, unsig
         return r;
 }
 
+static void new_member_ports(TestKvCluster *c, unsigned i) {
+        c->client_ports[i] = test_free_port();
+        c->peer_ports[i] = test_free_port();
+        (void) snprintf(c->urls[i], sizeof(c->urls[i]), "http://127.0.0.1:%d", c->client_ports[i]);
+}
+
 int test_kv_member_add(TestKvCluster *c, unsigned via) {
         _cleanup_free_ char *body = NULL;
         char json[128];
@@ -236,9 +242,7 @@ int test_kv_member_add(TestKvCluster *c, unsigned via) {
 
         if (i >= TEST_KV_MAX_MEMBERS)
                 return -E2BIG;
-        c->client_ports[i] = test_free_port();
-        c->peer_ports[i] = test_free_port();
-        (void) snprintf(c->urls[i], sizeof(c->urls[i]), "http://127.0.0.1:%d", c->client_ports[i]);
+        new_member_ports(c, i);
         (void) snprintf(json, sizeof(json), "{\"peerURLs\":[\"http://127.0.0.1:%d\"]}", c->peer_ports[i]);
         k = test_kv_conn_new(c->urls[via]);
         /* etcd refuses (500, "unhealthy cluster") until its leader has been connected to every
@@ -470,4 +474,47 @@ void test_kv_cluster_stop(TestKvCluster *c) {
                 (void) test_rm_rf(c->dir);
         free(c->dir);
         free(c);
+}
+
+int test_kv_member_wipe(TestKvCluster *c, unsigned i) {
+        char data[PATH_MAX];
+
+        if (i >= c->n || c->pids[i] > 0)
+                return -EINVAL;
+        (void) snprintf(data, sizeof(data), "%s/m%u", c->dir, i);
+        return test_rm_rf(data);
+}
+
+/* The cluster's extra arguments plus --join URL, for one spawn. */
+static int spawn_joining(TestKvCluster *c, unsigned i, unsigned via) {
+        const char *const *saved = c->extra_args;
+        const char *args[32] = { "--join", c->urls[via] };
+        size_t k = 2;
+        int r;
+
+        for (size_t j = 0; saved && saved[j] && k < ELEMENTSOF(args) - 1; j++)
+                args[k++] = saved[j];
+        c->extra_args = args;   /* exec copies them */
+        r = member_spawn_state(c, i, "new");
+        c->extra_args = saved;
+        return r;
+}
+
+int test_kv_member_spawn_join(TestKvCluster *c, unsigned via) {
+        unsigned i = c->n;
+        int r;
+
+        if (i >= TEST_KV_MAX_MEMBERS)
+                return -E2BIG;
+        new_member_ports(c, i);
+        c->n++;
+        c->endpoints[i] = c->urls[i];
+        r = spawn_joining(c, i, via);
+        return r < 0 ? r : (int) i;
+}
+
+int test_kv_member_start_join(TestKvCluster *c, unsigned i, unsigned via) {
+        if (i >= c->n || c->pids[i] > 0)
+                return -EINVAL;
+        return spawn_joining(c, i, via);
 }

@@ -54,6 +54,14 @@ int test_kv_member_add(TestKvCluster *c, unsigned via);
  * (etcd and flotilla-kv both exit once removed), killing it after 20 s. */
 int test_kv_member_remove(TestKvCluster *c, unsigned i, unsigned via);
 
+/* Removes stopped member i's data directory (a lost disk). */
+int test_kv_member_wipe(TestKvCluster *c, unsigned i);
+/* flotilla-kv only: starts a new member (index c->n, which grows) with just --join URL of member
+ * 'via', without waiting; returns its index. test_kv_member_start_join() starts stopped member i
+ * the same way. */
+int test_kv_member_spawn_join(TestKvCluster *c, unsigned via);
+int test_kv_member_start_join(TestKvCluster *c, unsigned i, unsigned via);
+
 /* Blocking requests for the test's own setup and checks (not the code under test). */
 typedef struct TestKvConn TestKvConn;
 TestKvConn *test_kv_conn_new(const char *base_url);
